@@ -1,0 +1,1 @@
+"""LangGraph state machines of ttc-agents: one module per strategy."""

@@ -1,0 +1,1 @@
+"""Adapters that drop ttc-agents into LangChain, LangGraph Server, LiteLLM and batch runners."""
