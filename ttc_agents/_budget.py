@@ -1,0 +1,293 @@
+"""Budgets (hard limits) and the ledger that counts every model call against them.
+
+A :class:`Budget` is a value: the limits for one question or one workflow. A :class:`Ledger` is the
+running account of one run: before a call starts, the gateway asks it for a *reservation* of the
+call's worst case (``prompt + n x max_tokens`` tokens, its USD at that size, ``n`` samples); the
+ledger grants the largest ``n`` that fits every limit, or none, and names the limit that stopped it.
+After the call the reservation is settled with what the call really used. The reserved worst case
+is always at least the real use, so the totals never pass a limit.
+
+Between graph nodes the ledger travels in the graph state as a :class:`LedgerSnapshot`, an
+immutable value that checkpointers can store.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+
+__all__ = [
+    "Budget",
+    "BudgetLimit",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerSnapshot",
+    "Reservation",
+    "Usage",
+]
+
+BudgetLimit = Literal["max_samples", "max_tokens", "max_usd", "max_seconds"]
+
+
+class Budget(BaseModel):
+    """Hard limits for one run. A field left unset means no limit on that quantity.
+
+    ``max_tokens`` counts prompt and completion tokens of every call. Zero or negative values are
+    rejected with a ``ValidationError`` that names the field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_samples: PositiveInt | None = None
+    max_tokens: PositiveInt | None = None
+    max_usd: PositiveFloat | None = None
+    max_seconds: PositiveFloat | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        """True when no limit is set."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+    def scaled(self, share: float) -> Budget:
+        """This budget's limits times ``share`` (0 < share <= 1), rounded down but at least 1."""
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        return Budget(
+            max_samples=None if self.max_samples is None else max(1, math.floor(self.max_samples * share)),
+            max_tokens=None if self.max_tokens is None else max(1, math.floor(self.max_tokens * share)),
+            max_usd=None if self.max_usd is None else self.max_usd * share,
+            max_seconds=None if self.max_seconds is None else self.max_seconds * share,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What some calls spent. ``replayed`` counts samples answered from the record store."""
+
+    calls: int = 0
+    samples: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+    flops: float = 0.0
+    failed_calls: int = 0
+    replayed: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def as_dict(self) -> dict[str, float | int]:
+        """A plain dict, as the CLI's ``usage`` object prints it."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @staticmethod
+    def total(usages: Iterable[Usage]) -> Usage:
+        out = Usage()
+        for usage in usages:
+            out = out + usage
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """Spend of one graph node on one model."""
+
+    node: str
+    model: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSnapshot:
+    """An immutable copy of a ledger, as graph states and results carry it."""
+
+    budget: Budget | None = None
+    started_at: float = 0.0
+    entries: tuple[LedgerEntry, ...] = ()
+    stopped_by: BudgetLimit | None = None
+
+    @property
+    def total(self) -> Usage:
+        return Usage.total(entry.usage for entry in self.entries)
+
+    def by_model(self) -> dict[str, Usage]:
+        out: dict[str, Usage] = {}
+        for entry in self.entries:
+            out[entry.model] = out.get(entry.model, Usage()) + entry.usage
+        return out
+
+    def by_node(self) -> dict[str, Usage]:
+        out: dict[str, Usage] = {}
+        for entry in self.entries:
+            out[entry.node] = out.get(entry.node, Usage()) + entry.usage
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: totals, per-node/model entries, limits and the stop reason."""
+        return {
+            "total": self.total.as_dict(),
+            "entries": [
+                {"node": e.node, "model": e.model, **e.usage.as_dict()} for e in self.entries
+            ],
+            "budget": None if self.budget is None else self.budget.model_dump(exclude_none=True),
+            "stopped_by": self.stopped_by,
+        }
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Worst-case spend held for one call that has been allowed to start."""
+
+    n: int
+    tokens: int
+    usd: float
+    settled: bool = False
+
+
+@dataclass(slots=True)
+class Ledger:
+    """The running account of one run against its budget. Safe to share between tasks and threads."""
+
+    budget: Budget = field(default_factory=Budget)
+    started_at: float = field(default_factory=time.time)
+    stopped_by: BudgetLimit | None = None
+    _spent: dict[tuple[str, str], Usage] = field(default_factory=dict)
+    _held_samples: int = 0
+    _held_tokens: int = 0
+    _held_usd: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def resume(cls, snapshot: LedgerSnapshot | None, budget: Budget | None = None) -> Ledger:
+        """A live ledger continuing from ``snapshot`` (a fresh one when it is None)."""
+        if snapshot is None:
+            return cls(budget=budget or Budget())
+        ledger = cls(budget=budget or snapshot.budget or Budget(), started_at=snapshot.started_at)
+        ledger.stopped_by = snapshot.stopped_by
+        for entry in snapshot.entries:
+            ledger._spent[(entry.node, entry.model)] = entry.usage
+        return ledger
+
+    def snapshot(self) -> LedgerSnapshot:
+        with self._lock:
+            entries = tuple(LedgerEntry(node, model, usage) for (node, model), usage in self._spent.items())
+            return LedgerSnapshot(self.budget, self.started_at, entries, self.stopped_by)
+
+    @property
+    def total(self) -> Usage:
+        with self._lock:
+            return Usage.total(self._spent.values())
+
+    def elapsed(self) -> float:
+        return time.time() - self.started_at
+
+    def seconds_left(self) -> float | None:
+        """Seconds until ``max_seconds`` runs out (None when unlimited)."""
+        if self.budget.max_seconds is None:
+            return None
+        return self.budget.max_seconds - self.elapsed()
+
+    def stop(self, limit: BudgetLimit) -> None:
+        """Record that ``limit`` stopped the run (the first reason is kept)."""
+        with self._lock:
+            if self.stopped_by is None:
+                self.stopped_by = limit
+
+    def reserve(
+        self,
+        n: int,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        usd_per_prompt_token: float | None = None,
+        usd_per_completion_token: float | None = None,
+    ) -> Reservation | None:
+        """Hold the worst case of one call asking for ``n`` samples, shrinking ``n`` to what fits.
+
+        ``prompt_tokens`` must be an upper bound of the prompt's size. Returns None, and records the
+        limit in :attr:`stopped_by`, when not even one sample fits. A USD limit with an unknown price
+        is an error: the ledger could not keep it.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        budget = self.budget
+        with self._lock:
+            spent = Usage.total(self._spent.values())
+            limit: BudgetLimit | None = None
+            granted = n
+            if budget.max_seconds is not None and self.elapsed() >= budget.max_seconds:
+                granted, limit = 0, "max_seconds"
+            if budget.max_samples is not None and granted > 0:
+                fits = budget.max_samples - spent.samples - self._held_samples
+                if fits < granted:
+                    granted, limit = max(0, fits), "max_samples"
+            if budget.max_tokens is not None and granted > 0:
+                left = budget.max_tokens - spent.total_tokens - self._held_tokens - prompt_tokens
+                fits = left // max_completion_tokens if left > 0 else 0
+                if fits < granted:
+                    granted, limit = max(0, fits), "max_tokens"
+            if budget.max_usd is not None and granted > 0:
+                if usd_per_prompt_token is None or usd_per_completion_token is None:
+                    raise ValueError(
+                        "max_usd is set but the model's price is unknown; give the ModelSpec "
+                        "usd_per_input_token and usd_per_output_token"
+                    )
+                left_usd = budget.max_usd - spent.usd - self._held_usd - prompt_tokens * usd_per_prompt_token
+                per_sample = max_completion_tokens * usd_per_completion_token
+                fits = granted if per_sample == 0 else math.floor(left_usd / per_sample) if left_usd > 0 else 0
+                if fits < granted:
+                    granted, limit = max(0, fits), "max_usd"
+            if granted == 0:
+                if self.stopped_by is None:
+                    self.stopped_by = limit
+                return None
+            if granted < n and limit is not None and self.stopped_by is None:
+                # The run goes on with fewer samples, but it was a limit that cut it short.
+                self.stopped_by = limit
+            tokens = prompt_tokens + granted * max_completion_tokens
+            usd = 0.0
+            if usd_per_prompt_token is not None and usd_per_completion_token is not None:
+                usd = prompt_tokens * usd_per_prompt_token + granted * max_completion_tokens * usd_per_completion_token
+            self._held_samples += granted
+            self._held_tokens += tokens
+            self._held_usd += usd
+            return Reservation(granted, tokens, usd)
+
+    def settle(self, reservation: Reservation | None, usage: Usage, *, node: str, model: str) -> None:
+        """Release ``reservation`` and book what the call really used."""
+        with self._lock:
+            if reservation is not None:
+                self._unhold(reservation)
+            key = (node, model)
+            self._spent[key] = self._spent.get(key, Usage()) + usage
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation whose call never ran."""
+        with self._lock:
+            self._unhold(reservation)
+
+    def _unhold(self, reservation: Reservation) -> None:
+        if not reservation.settled:
+            reservation.settled = True
+            self._held_samples -= reservation.n
+            self._held_tokens -= reservation.tokens
+            self._held_usd -= reservation.usd
+
+
+def merge_snapshots(base: LedgerSnapshot, *others: LedgerSnapshot) -> LedgerSnapshot:
+    """``base`` plus the entries of ``others`` (for a parent graph collecting a child's spend)."""
+    entries = list(base.entries)
+    for other in others:
+        entries.extend(other.entries)
+    stopped = base.stopped_by or next((o.stopped_by for o in others if o.stopped_by), None)
+    return replace(base, entries=tuple(entries), stopped_by=stopped)

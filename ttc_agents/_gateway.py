@@ -1,0 +1,487 @@
+"""The model gateway: every model call of the library goes through :meth:`Gateway.sample`.
+
+One call asks for ``k`` completions of one prompt. The gateway sends ONE request with ``n=k`` when
+the backend honours ``n``, checks how many choices came back and tops up with parallel seeded
+calls when fewer came (llama.cpp's server silently returns one). Before any request starts, the
+ledger reserves its worst case and may shrink ``n`` or refuse; after it, the real usage (tokens,
+USD, FLOPs) is booked. Transient failures are retried with tenacity; answers can be recorded to and
+replayed from a :class:`~ttc_agents.ResponseStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ttc_agents._budget import BudgetLimit, Ledger, Usage
+from ttc_agents._litellm import litellm
+from ttc_agents._models import ModelSpec
+
+if TYPE_CHECKING:
+    from ttc_agents._store import ResponseStore
+
+__all__ = [
+    "Gateway",
+    "Message",
+    "ModelResolver",
+    "RetryPolicy",
+    "Sample",
+    "SampleBatch",
+    "get_default_gateway",
+    "prompt_token_bound",
+    "sample",
+    "set_default_gateway",
+]
+
+Message = Mapping[str, Any]
+
+# Chat templates add a few tokens per message (role markers) and per conversation.
+_TOKENS_PER_MESSAGE = 16
+_TOKENS_PER_PROMPT = 32
+
+
+def prompt_token_bound(messages: Sequence[Message]) -> int:
+    """An upper bound of the prompt's token count for byte-level tokenizers.
+
+    Every token of a byte-level BPE or byte-fallback tokenizer covers at least one byte, so the
+    UTF-8 size plus the template's overhead bounds the count without loading any tokenizer.
+    """
+    size = sum(len(str(m.get("content") or "").encode()) for m in messages)
+    return size + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_PROMPT
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One completion: its text, why it ended, and token logprobs when they were asked for."""
+
+    text: str
+    finish_reason: str | None = None
+    logprobs: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """What :meth:`Gateway.sample` returns. ``stopped_by`` names the limit when fewer than asked came."""
+
+    samples: tuple[Sample, ...]
+    usage: Usage
+    requested: int
+    stopped_by: BudgetLimit | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.samples]
+
+
+class RetryPolicy(BaseModel):
+    """Retries on rate limits (honouring Retry-After), 5xx, 408, timeouts and connection errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: PositiveInt = 5
+    initial_wait: NonNegativeFloat = 0.5
+    max_wait: NonNegativeFloat = 20.0
+    jitter: NonNegativeFloat = 0.5
+    max_retry_after: NonNegativeFloat = 60.0
+
+
+class ModelResolver(Protocol):
+    """Maps a model name with a special prefix (``local/...``) to a LiteLLM name and api_base."""
+
+    def __call__(self, name: str) -> tuple[str, str | None]: ...
+
+
+class _EmptyResponseError(Exception):
+    """The backend answered without any choice; worth another attempt."""
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for failures that another attempt may fix; never for other 4xx errors."""
+    if isinstance(exc, _EmptyResponseError | TimeoutError | litellm.Timeout):
+        return True
+    if isinstance(exc, litellm.APIConnectionError):
+        return True
+    status = _status_of(exc)
+    if status is None:
+        return False
+    return status in (408, 429) or status >= 500
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's Retry-After (seconds form), if the failure carried one."""
+    candidates: list[Any] = [getattr(exc, "headers", None), getattr(exc, "litellm_response_headers", None)]
+    response = getattr(exc, "response", None)
+    if response is not None:
+        candidates.append(getattr(response, "headers", None))
+    for headers in candidates:
+        if not headers:
+            continue
+        try:
+            value = headers.get("retry-after") or headers.get("Retry-After")
+        except AttributeError:
+            continue
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _choice_logprobs(choice: Any) -> tuple[Mapping[str, Any], ...] | None:
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+    if not content:
+        return None
+    return tuple(item if isinstance(item, dict) else item.model_dump() for item in content)
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Sends every model request of the library and books it in a ledger.
+
+    ``store`` enables record/replay; ``resolvers`` map name prefixes such as ``local`` to a server.
+    """
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    store: ResponseStore | None = None
+    resolvers: dict[str, ModelResolver] = field(default_factory=dict)
+    _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
+
+    async def sample(
+        self,
+        model: ModelSpec | str,
+        messages: Sequence[Message],
+        k: int = 1,
+        *,
+        ledger: Ledger | None = None,
+        node: str = "sample",
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        **params: Any,
+    ) -> SampleBatch:
+        """Up to ``k`` completions of one prompt; fewer only when the budget says so."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        spec = ModelSpec.of(model)
+        ledger = ledger if ledger is not None else Ledger()
+        request: dict[str, Any] = {**spec.extra_params, **params, "max_tokens": max_tokens or spec.max_tokens}
+        if temperature is not None:
+            request["temperature"] = temperature
+        if stop:
+            request["stop"] = list(stop)
+        if logprobs and spec.supports_logprobs:
+            request["logprobs"] = True
+            if top_logprobs is not None:
+                request["top_logprobs"] = top_logprobs
+        samples, usage = await self._sample(spec, list(messages), k, seed, request, ledger, node)
+        stopped = ledger.stopped_by if len(samples) < k else None
+        return SampleBatch(tuple(samples), usage, k, stopped)
+
+    async def _sample(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        k: int,
+        seed: int | None,
+        request: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+    ) -> tuple[list[Sample], Usage]:
+        store_key = None
+        if self.store is not None:
+            store_key = self.store.request_key(spec.name, messages, {**request, "seed": seed})
+            replayed = await self._replay(spec, messages, store_key, k, request, ledger, node)
+            if replayed is not None:
+                return replayed
+        results: list[_CallResult] = []
+        if spec.supports_n or k == 1:
+            first = await self._call(spec, messages, k, seed, request, ledger, node)
+            if first is None:
+                return [], Usage()
+            results.append(first)
+        have = sum(len(r.samples) for r in results)
+        if have < k:
+            base = seed if seed is not None else random.randrange(2**31)
+            calls = [self._call(spec, messages, 1, base + i, request, ledger, node) for i in range(have, k)]
+            results.extend(r for r in await asyncio.gather(*calls) if r is not None)
+        samples = [s for r in results for s in r.samples]
+        if store_key is not None and samples:
+            await self._record(store_key, results)
+        return samples, Usage.total(r.usage for r in results)
+
+    async def _call(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        n: int,
+        seed: int | None,
+        request: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+    ) -> _CallResult | None:
+        """One request (with retries) under a reservation; None when the budget refused it."""
+        in_price, out_price = self.prices(spec)
+        reservation = ledger.reserve(
+            n,
+            prompt_tokens=prompt_token_bound(messages),
+            max_completion_tokens=int(request["max_tokens"]),
+            usd_per_prompt_token=in_price,
+            usd_per_completion_token=out_price,
+        )
+        if reservation is None:
+            return None
+        kwargs = {**request, "n": reservation.n}
+        if seed is not None:
+            kwargs["seed"] = seed
+        try:
+            response = await self._complete_with_retries(spec, messages, kwargs, ledger, node)
+        except _BudgetTimeout:
+            ledger.release(reservation)
+            ledger.stop("max_seconds")
+            return None
+        except BaseException:
+            ledger.release(reservation)
+            raise
+        prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
+        choices = list(response.choices)[: reservation.n]
+        usage = self._usage(spec, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
+        ledger.settle(reservation, usage, node=node, model=spec.name)
+        want_logprobs = "logprobs" in kwargs
+        samples = [
+            Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
+            for c in choices
+        ]
+        return _CallResult(samples, usage)
+
+    def _usage(self, spec: ModelSpec, prompt: int, completion: int, **counts: int) -> Usage:
+        in_price, out_price = self.prices(spec)
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            usd=prompt * (in_price or 0.0) + completion * (out_price or 0.0),
+            flops=spec.flops(prompt + completion),
+            **counts,
+        )
+
+    async def _complete_with_retries(
+        self, spec: ModelSpec, messages: list[Message], kwargs: dict[str, Any], ledger: Ledger, node: str
+    ) -> Any:
+        model, api_base = self.litellm_route(spec)
+        policy = self.retry
+
+        def wait(state: RetryCallState) -> float:
+            backoff = wait_exponential_jitter(policy.initial_wait, policy.max_wait, jitter=policy.jitter)(state)
+            exc = state.outcome.exception() if state.outcome else None
+            after = retry_after_seconds(exc) if exc is not None else None
+            if after is not None:
+                backoff = max(backoff, min(after, policy.max_retry_after))
+            left = ledger.seconds_left()
+            if left is not None and backoff >= left:
+                raise _BudgetTimeout
+            return backoff
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            wait=wait,
+            stop=stop_after_attempt(policy.max_attempts),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                left = ledger.seconds_left()
+                if left is not None and left <= 0:
+                    raise _BudgetTimeout
+                timeout = spec.timeout if left is None else min(spec.timeout, left)
+                try:
+                    async with self._limit(spec):
+                        response = await asyncio.wait_for(
+                            litellm.acompletion(
+                                model=model,
+                                messages=messages,
+                                api_base=api_base,
+                                api_key=spec.api_key.get_secret_value() if spec.api_key else None,
+                                timeout=timeout,
+                                num_retries=0,
+                                max_retries=0,
+                                drop_params=True,
+                                caching=False,
+                                **kwargs,
+                            ),
+                            timeout=timeout + 1.0,
+                        )
+                    if not response.choices:
+                        raise _EmptyResponseError(f"{spec.name} returned no choices")
+                except BaseException as exc:
+                    ledger.settle(None, Usage(failed_calls=1), node=node, model=spec.name)
+                    out_of_time = (ledger.seconds_left() or 1.0) <= 0
+                    if out_of_time and isinstance(exc, TimeoutError | litellm.Timeout):
+                        raise _BudgetTimeout from exc
+                    raise
+                return response
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _limit(self, spec: ModelSpec) -> asyncio.Semaphore | _NoLimit:
+        if spec.max_concurrency is None:
+            return _NO_LIMIT
+        key = (id(asyncio.get_running_loop()), spec.name)
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(spec.max_concurrency)
+        return self._limits[key]
+
+    def litellm_route(self, spec: ModelSpec) -> tuple[str, str | None]:
+        """The LiteLLM model string and api_base for ``spec`` (resolving ``local/...`` names)."""
+        prefix, _, _ = spec.name.partition("/")
+        resolver = self.resolvers.get(prefix)
+        if resolver is not None and spec.api_base is None:
+            return resolver(spec.name)
+        return spec.name, spec.api_base
+
+    def prices(self, spec: ModelSpec) -> tuple[float | None, float | None]:
+        """USD per prompt and per completion token: the spec's, else LiteLLM's cost map, else None."""
+        if spec.usd_per_input_token is not None and spec.usd_per_output_token is not None:
+            return spec.usd_per_input_token, spec.usd_per_output_token
+        if spec.name not in self._prices:
+            try:
+                info = litellm.get_model_info(spec.name)
+                self._prices[spec.name] = (info.get("input_cost_per_token"), info.get("output_cost_per_token"))
+            except Exception:
+                self._prices[spec.name] = (None, None)
+        known_in, known_out = self._prices[spec.name]
+        return (
+            spec.usd_per_input_token if spec.usd_per_input_token is not None else known_in,
+            spec.usd_per_output_token if spec.usd_per_output_token is not None else known_out,
+        )
+
+    async def _replay(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        key: str,
+        k: int,
+        request: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+    ) -> tuple[list[Sample], Usage] | None:
+        """Answer from the store when the samples are stored, booking them as the call would."""
+        assert self.store is not None
+        in_price, out_price = self.prices(spec)
+        reservation = ledger.reserve(
+            k,
+            prompt_tokens=prompt_token_bound(messages),
+            max_completion_tokens=int(request["max_tokens"]),
+            usd_per_prompt_token=in_price,
+            usd_per_completion_token=out_price,
+        )
+        if reservation is None:
+            return [], Usage()
+        stored = await self.store.get_many(key, range(reservation.n))
+        if len(stored) < reservation.n:
+            ledger.release(reservation)
+            return None
+        items = [stored[i] for i in range(reservation.n)]
+        usage = self._usage(
+            spec,
+            sum(item.prompt_tokens for item in items),
+            sum(item.completion_tokens for item in items),
+            calls=sum(1 for item in items if item.prompt_tokens > 0),
+            samples=len(items),
+            replayed=len(items),
+        )
+        ledger.settle(reservation, usage, node=node, model=spec.name)
+        samples = [
+            Sample(item.text, item.finish_reason, tuple(item.logprobs) if item.logprobs is not None else None)
+            for item in items
+        ]
+        return samples, usage
+
+    async def _record(self, key: str, results: list[_CallResult]) -> None:
+        """Store each sample with its share of its call's usage (the prompt on the call's first)."""
+        from ttc_agents._store import StoredSample
+
+        assert self.store is not None
+        stored: dict[int, StoredSample] = {}
+        for result in results:
+            count = len(result.samples)
+            share, extra = divmod(result.usage.completion_tokens, max(count, 1))
+            for j, s in enumerate(result.samples):
+                stored[len(stored)] = StoredSample(
+                    text=s.text,
+                    finish_reason=s.finish_reason,
+                    logprobs=[dict(x) for x in s.logprobs] if s.logprobs else None,
+                    prompt_tokens=result.usage.prompt_tokens if j == 0 else 0,
+                    completion_tokens=share + (extra if j == 0 else 0),
+                )
+        await self.store.put_many(key, stored)
+
+
+@dataclass(frozen=True, slots=True)
+class _CallResult:
+    samples: list[Sample]
+    usage: Usage
+
+
+class _BudgetTimeout(Exception):
+    """The time budget ran out while waiting for (or before) a call."""
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+_default_gateway: Gateway | None = None
+
+
+def get_default_gateway() -> Gateway:
+    """The process-wide gateway used when none is passed."""
+    global _default_gateway
+    if _default_gateway is None:
+        from ttc_agents._providers import default_resolvers, register_providers
+
+        register_providers()
+        _default_gateway = Gateway(resolvers=default_resolvers())
+    return _default_gateway
+
+
+def set_default_gateway(gateway: Gateway) -> None:
+    """Replace the process-wide gateway (for example to add a record/replay store)."""
+    global _default_gateway
+    _default_gateway = gateway
+
+
+async def sample(
+    model: ModelSpec | str, messages: Sequence[Message], k: int = 1, **params: Any
+) -> SampleBatch:
+    """``k`` completions of one prompt through the default gateway (see :meth:`Gateway.sample`)."""
+    return await get_default_gateway().sample(model, messages, k, **params)

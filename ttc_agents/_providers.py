@@ -1,0 +1,28 @@
+"""Model name prefixes the library adds to LiteLLM: ``scripted/...`` and ``local/...``."""
+
+from __future__ import annotations
+
+import os
+
+from ttc_agents._gateway import ModelResolver
+
+__all__ = ["default_resolvers", "register_providers"]
+
+
+def register_providers() -> None:
+    """Register the offline ``scripted`` test double with LiteLLM (idempotent)."""
+    from ttc_agents._scripted import register_scripted_provider
+
+    register_scripted_provider()
+
+
+def _resolve_local(name: str) -> tuple[str, str | None]:
+    from ttc_agents._local import resolve_local_model
+
+    autostart = os.environ.get("TTC_LOCAL_AUTOSTART", "1") not in ("0", "false", "no")
+    return resolve_local_model(name, start=autostart)
+
+
+def default_resolvers() -> dict[str, ModelResolver]:
+    """Resolvers for name prefixes the gateway maps to a server: ``local/<model>``."""
+    return {"local": _resolve_local}
