@@ -1,1 +1,58 @@
-"""LangGraph state machines of ttc-agents: one module per strategy."""
+"""LangGraph state machines of ttc-agents: one module per strategy.
+
+Every builder returns a compiled LangGraph graph (a Runnable: ``ainvoke``, ``abatch``,
+``astream``, usable as a subgraph). Input: ``{"question": str, "context"?: [messages],
+"budget"?: Budget}``. Output: ``answer``, ``candidates`` (with scores), ``ledger``,
+``stopped_by`` and the ``strategy`` spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from langgraph.graph.state import CompiledStateGraph
+
+from ttc_agents._budget import Budget
+from ttc_agents._gateway import Gateway
+from ttc_agents._models import ModelSpec
+from ttc_agents._search import StrategyInput, StrategyOutput, StrategyState
+from ttc_agents._specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
+from ttc_agents.graphs.beam_search import build_beam_search_graph
+from ttc_agents.graphs.best_of_n import build_best_of_n_graph
+from ttc_agents.graphs.dvts import build_dvts_graph
+from ttc_agents.graphs.hybrid import build_hybrid_graph
+from ttc_agents.graphs.revision import build_revision_graph
+from ttc_agents.verifiers._base import ScoreFunction, Verifier
+
+__all__ = [
+    "build_beam_search_graph",
+    "build_best_of_n_graph",
+    "build_dvts_graph",
+    "build_hybrid_graph",
+    "build_revision_graph",
+    "build_strategy_graph",
+]
+
+
+def build_strategy_graph(
+    spec: StrategySpec,
+    *,
+    model: ModelSpec | str,
+    verifier: Verifier | ScoreFunction | None = None,
+    gateway: Gateway | None = None,
+    prompts: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
+) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
+    """Compile the graph of whichever strategy ``spec`` describes."""
+    options = {"model": model, "verifier": verifier, "gateway": gateway, "prompts": prompts, "budget": budget}
+    if isinstance(spec, BestOfNSpec):
+        return build_best_of_n_graph(spec, **options)  # type: ignore[arg-type]
+    if isinstance(spec, BeamSearchSpec):
+        return build_beam_search_graph(spec, **options)  # type: ignore[arg-type]
+    if isinstance(spec, DVTSSpec):
+        return build_dvts_graph(spec, **options)  # type: ignore[arg-type]
+    if isinstance(spec, RevisionSpec):
+        return build_revision_graph(spec, **options)  # type: ignore[arg-type]
+    if isinstance(spec, HybridSpec):
+        return build_hybrid_graph(spec, **options)  # type: ignore[arg-type]
+    raise TypeError(f"not a strategy spec: {spec!r}")

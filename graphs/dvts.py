@@ -1,0 +1,118 @@
+"""Diverse verifier tree search (DVTS): N/M independent subtrees, each greedy on the verifier.
+
+    START -> start -> expand -> verify -> prune --(subtrees open, rounds and budget left)--> expand
+                                                \\-> select -> END
+
+Round 0 samples N first steps in ONE request and deals them into N/M subtrees of M. Every later
+round extends each open subtree's single kept beam by M next steps. ``prune`` keeps the best
+candidate of each subtree; a subtree whose best candidate is finished is done. Independent
+subtrees keep the search diverse, which is why DVTS beats beam search at large N. The answer is
+best-of-N weighted over the subtrees' finished beams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from ttc_agents._budget import Budget, Ledger
+from ttc_agents._candidates import Candidate, select_answer
+from ttc_agents._gateway import Gateway
+from ttc_agents._models import ModelSpec
+from ttc_agents._search import (
+    SearchContext,
+    StrategyInput,
+    StrategyOutput,
+    StrategyState,
+    best_so_far,
+    extend_by_one_step,
+    finish,
+    score_candidates,
+    start_run,
+)
+from ttc_agents._specs import DVTSSpec
+from ttc_agents.verifiers._base import ScoreFunction, Verifier
+
+__all__ = ["build_dvts_graph"]
+
+
+def build_dvts_graph(
+    spec: DVTSSpec,
+    *,
+    model: ModelSpec | str,
+    verifier: Verifier | ScoreFunction | None = None,
+    gateway: Gateway | None = None,
+    prompts: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
+) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
+    """Compile the DVTS graph for ``spec``."""
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+
+    async def expand(state: StrategyState) -> StrategyState:
+        ledger = Ledger.resume(state["ledger"])
+        round_ = state["round"]
+        seed = None if spec.seed is None else spec.seed + round_
+        common = {
+            "temperature": spec.temperature, "delimiter": spec.step_delimiter,
+            "max_tokens": spec.step_max_tokens, "seed": seed,
+        }
+        if round_ == 0:
+            first = await extend_by_one_step(ctx, ledger, state, [Candidate(steps=())], spec.n, **common)
+            fresh = [replace(c, group=i // spec.width) for i, c in enumerate(first)]
+        else:
+            fresh = await extend_by_one_step(ctx, ledger, state, state["frontier"], spec.width, **common)
+        return {"fresh": fresh, "round": round_ + 1, "ledger": ledger.snapshot()}
+
+    async def verify(state: StrategyState) -> StrategyState:
+        ledger = Ledger.resume(state["ledger"])
+        scored = await score_candidates(ctx, ledger, state["question"], state["fresh"], spec.aggregation)
+        return {"fresh": scored, "ledger": ledger.snapshot()}
+
+    def prune(state: StrategyState) -> StrategyState:
+        # A subtree the budget did not extend this round keeps the beam it had.
+        best: dict[int | None, Candidate] = {c.group: c for c in state["frontier"]}
+        grown: set[int | None] = set()
+        for candidate in state["fresh"]:
+            if candidate.group not in grown:
+                grown.add(candidate.group)
+                best[candidate.group] = candidate
+                continue
+            current = best.get(candidate.group)
+            if current is None or (candidate.score or 0.0) > (current.score or 0.0):
+                best[candidate.group] = candidate
+        finished = [c for c in best.values() if c.finished]
+        return {
+            "candidates": state["candidates"] + finished,
+            "frontier": [c for c in best.values() if not c.finished],
+            "fresh": [],
+        }
+
+    def route(state: StrategyState) -> Literal["expand", "select"]:
+        done = (
+            not state["frontier"]
+            or state["round"] >= spec.max_rounds
+            or state["ledger"].stopped_by is not None
+        )
+        return "select" if done else "expand"
+
+    async def select(state: StrategyState) -> StrategyState:
+        pool = state["candidates"] + best_so_far(state["frontier"])
+        return finish(state, pool, select_answer(pool, "weighted"))
+
+    graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
+    graph.add_node("start", start_run(ctx, spec))
+    graph.add_node("expand", expand)
+    graph.add_node("verify", verify)
+    graph.add_node("prune", prune)
+    graph.add_node("select", select)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "expand")
+    graph.add_edge("expand", "verify")
+    graph.add_edge("verify", "prune")
+    graph.add_conditional_edges("prune", route)
+    graph.add_edge("select", END)
+    return graph.compile(name="dvts").with_config(recursion_limit=3 * spec.max_rounds + 10)

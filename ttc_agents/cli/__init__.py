@@ -1,0 +1,50 @@
+"""The ``ttc`` command line: one module per subcommand, each with ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_COMMANDS = ("solve", "serve_local")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ttc", description="Compute-optimal test-time scaling for LLM pipelines (ttc-agents)."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"ttc_agents.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ttc_agents.cli.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ttc`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ttc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug or getattr(args, "subdebug", False):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"ttc {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
