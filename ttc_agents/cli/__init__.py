@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    for command in subparsers.choices.values():
+        # --debug works after the subcommand too; SUPPRESS keeps the main parser's value otherwise.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -39,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ttc: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if args.debug or getattr(args, "subdebug", False):
+        if args.debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"ttc {args.command}: error: {message}", file=sys.stderr)
