@@ -8,20 +8,20 @@ Every builder returns a compiled LangGraph graph (a Runnable: ``ainvoke``, ``aba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from langgraph.graph.state import CompiledStateGraph
+from ttc_agents.graphs.beam_search import build_beam_search_graph
+from ttc_agents.graphs.best_of_n import build_best_of_n_graph
+from ttc_agents.graphs.dvts import build_dvts_graph
+from ttc_agents.graphs.hybrid import build_hybrid_graph
+from ttc_agents.graphs.revision import build_revision_graph
 
 from ttc_agents._budget import Budget
 from ttc_agents._gateway import Gateway
 from ttc_agents._models import ModelSpec
 from ttc_agents._search import StrategyInput, StrategyOutput, StrategyState
 from ttc_agents._specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
-from ttc_agents.graphs.beam_search import build_beam_search_graph
-from ttc_agents.graphs.best_of_n import build_best_of_n_graph
-from ttc_agents.graphs.dvts import build_dvts_graph
-from ttc_agents.graphs.hybrid import build_hybrid_graph
-from ttc_agents.graphs.revision import build_revision_graph
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = [
@@ -44,15 +44,16 @@ def build_strategy_graph(
     budget: Budget | None = None,
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the graph of whichever strategy ``spec`` describes."""
-    options = {"model": model, "verifier": verifier, "gateway": gateway, "prompts": prompts, "budget": budget}
-    if isinstance(spec, BestOfNSpec):
-        return build_best_of_n_graph(spec, **options)  # type: ignore[arg-type]
-    if isinstance(spec, BeamSearchSpec):
-        return build_beam_search_graph(spec, **options)  # type: ignore[arg-type]
-    if isinstance(spec, DVTSSpec):
-        return build_dvts_graph(spec, **options)  # type: ignore[arg-type]
-    if isinstance(spec, RevisionSpec):
-        return build_revision_graph(spec, **options)  # type: ignore[arg-type]
-    if isinstance(spec, HybridSpec):
-        return build_hybrid_graph(spec, **options)  # type: ignore[arg-type]
-    raise TypeError(f"not a strategy spec: {spec!r}")
+    builder = _BUILDERS.get(type(spec))
+    if builder is None:
+        raise TypeError(f"not a strategy spec: {spec!r}")
+    return builder(spec, model=model, verifier=verifier, gateway=gateway, prompts=prompts, budget=budget)
+
+
+_BUILDERS: dict[type, Callable[..., CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]]] = {
+    BestOfNSpec: build_best_of_n_graph,
+    BeamSearchSpec: build_beam_search_graph,
+    DVTSSpec: build_dvts_graph,
+    RevisionSpec: build_revision_graph,
+    HybridSpec: build_hybrid_graph,
+}

@@ -58,8 +58,14 @@ def build_beam_search_graph(
         round_ = state["round"]
         prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
         fresh = await extend_by_one_step(
-            ctx, ledger, state, prefixes, per_prefix,
-            temperature=spec.temperature, delimiter=spec.step_delimiter, max_tokens=spec.step_max_tokens,
+            ctx,
+            ledger,
+            state,
+            prefixes,
+            per_prefix,
+            temperature=spec.temperature,
+            delimiter=spec.step_delimiter,
+            max_tokens=spec.step_max_tokens,
             seed=None if spec.seed is None else spec.seed + round_,
         )
         return {"fresh": fresh, "round": round_ + 1, "ledger": ledger.snapshot()}
@@ -70,8 +76,13 @@ def build_beam_search_graph(
         rollouts = None
         if spec.lookahead:
             rollouts = await roll_out(
-                ctx, ledger, state, fresh, spec.lookahead,
-                delimiter=spec.step_delimiter, max_tokens=spec.step_max_tokens,
+                ctx,
+                ledger,
+                state,
+                fresh,
+                spec.lookahead,
+                delimiter=spec.step_delimiter,
+                max_tokens=spec.step_max_tokens,
             )
         scored = await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation, rollouts=rollouts)
         return {"fresh": scored, "ledger": ledger.snapshot()}

@@ -48,8 +48,14 @@ def build_best_of_n_graph(
     async def generate(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
         candidates = await sample_solutions(
-            ctx, ledger, ctx.messages(state, "generate"), spec.n,
-            temperature=spec.temperature, max_tokens=spec.max_tokens, seed=spec.seed, node="generate",
+            ctx,
+            ledger,
+            ctx.messages(state, "generate"),
+            spec.n,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            seed=spec.seed,
+            node="generate",
         )
         return {"candidates": candidates, "ledger": ledger.snapshot()}
 

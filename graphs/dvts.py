@@ -55,16 +55,20 @@ def build_dvts_graph(
     async def expand(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
         round_ = state["round"]
-        seed = None if spec.seed is None else spec.seed + round_
-        common = {
-            "temperature": spec.temperature, "delimiter": spec.step_delimiter,
-            "max_tokens": spec.step_max_tokens, "seed": seed,
-        }
-        if round_ == 0:
-            first = await extend_by_one_step(ctx, ledger, state, [Candidate(steps=())], spec.n, **common)
-            fresh = [replace(c, group=i // spec.width) for i, c in enumerate(first)]
-        else:
-            fresh = await extend_by_one_step(ctx, ledger, state, state["frontier"], spec.width, **common)
+        prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
+        fresh = await extend_by_one_step(
+            ctx,
+            ledger,
+            state,
+            prefixes,
+            per_prefix,
+            temperature=spec.temperature,
+            delimiter=spec.step_delimiter,
+            max_tokens=spec.step_max_tokens,
+            seed=None if spec.seed is None else spec.seed + round_,
+        )
+        if round_ == 0:  # deal the N first steps into N/M subtrees of M
+            fresh = [replace(c, group=i // spec.width) for i, c in enumerate(fresh)]
         return {"fresh": fresh, "round": round_ + 1, "ledger": ledger.snapshot()}
 
     async def verify(state: StrategyState) -> StrategyState:
@@ -92,11 +96,7 @@ def build_dvts_graph(
         }
 
     def route(state: StrategyState) -> Literal["expand", "select"]:
-        done = (
-            not state["frontier"]
-            or state["round"] >= spec.max_rounds
-            or state["ledger"].stopped_by is not None
-        )
+        done = not state["frontier"] or state["round"] >= spec.max_rounds or state["ledger"].stopped_by is not None
         return "select" if done else "expand"
 
     async def select(state: StrategyState) -> StrategyState:

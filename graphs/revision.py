@@ -42,8 +42,9 @@ __all__ = ["build_revision_graph", "format_attempts"]
 
 def format_attempts(attempts: list[Candidate]) -> str:
     """The earlier attempts as the revise prompt shows them."""
-    return "\n\n".join(f"Attempt {c.attempt + 1 if c.attempt is not None else i + 1}:\n{c.text}"
-                       for i, c in enumerate(attempts))
+    return "\n\n".join(
+        f"Attempt {c.attempt + 1 if c.attempt is not None else i + 1}:\n{c.text}" for i, c in enumerate(attempts)
+    )
 
 
 def build_revision_graph(
@@ -58,13 +59,19 @@ def build_revision_graph(
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the sequential-revision graph for ``spec``."""
     ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
-    common = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
 
     async def generate(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
         first = await sample_solutions(
-            ctx, ledger, ctx.messages(state, "generate"), spec.chains, seed=spec.seed, node="generate",
-            attempt=0, **common,
+            ctx,
+            ledger,
+            ctx.messages(state, "generate"),
+            spec.chains,
+            seed=spec.seed,
+            node="generate",
+            attempt=0,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
         )
         fresh = [replace(c, chain=i) for i, c in enumerate(first)]
         return {"fresh": fresh, "round": 1, "ledger": ledger.snapshot()}
@@ -78,9 +85,18 @@ def build_revision_graph(
             history = [c for c in state["candidates"] if c.chain == chain][-spec.context :]
             messages = ctx.messages(state, "revise", attempts=format_attempts(history))
             seed = None if spec.seed is None else spec.seed + 1000 * attempt + chain
-            return await sample_solutions(
-                ctx, ledger, messages, 1, seed=seed, node="revise", chain=chain, attempt=attempt, **common
+            samples = await sample_solutions(
+                ctx,
+                ledger,
+                messages,
+                1,
+                seed=seed,
+                node="revise",
+                attempt=attempt,
+                temperature=spec.temperature,
+                max_tokens=spec.max_tokens,
             )
+            return [replace(c, chain=chain) for c in samples]
 
         results = await asyncio.gather(*(next_attempt(chain) for chain in chains))
         fresh = [c for result in results for c in result]
@@ -92,11 +108,7 @@ def build_revision_graph(
         return {"candidates": state["candidates"] + scored, "fresh": [], "ledger": ledger.snapshot()}
 
     def route(state: StrategyState) -> Literal["revise", "select"]:
-        done = (
-            state["round"] >= spec.attempts
-            or not state["candidates"]
-            or state["ledger"].stopped_by is not None
-        )
+        done = state["round"] >= spec.attempts or not state["candidates"] or state["ledger"].stopped_by is not None
         return "select" if done else "revise"
 
     async def select(state: StrategyState) -> StrategyState:

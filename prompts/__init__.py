@@ -30,8 +30,5 @@ def render_prompt(name: str, overrides: dict[str, str] | None = None, /, **value
 
     Unknown placeholders are an error, so a typo in an override fails loudly.
     """
-    if overrides and name in overrides:
-        template = Template(overrides[name])
-    else:
-        template = load_prompt(name)
+    template = Template(overrides[name]) if overrides and name in overrides else load_prompt(name)
     return template.substitute(values)

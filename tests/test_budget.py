@@ -49,8 +49,11 @@ def test_usd_limit_needs_a_price() -> None:
     with pytest.raises(ValueError, match="price"):
         ledger.reserve(1, prompt_tokens=1, max_completion_tokens=1)
     reservation = ledger.reserve(
-        100, prompt_tokens=1000, max_completion_tokens=100,
-        usd_per_prompt_token=1e-4, usd_per_completion_token=1e-3,
+        100,
+        prompt_tokens=1000,
+        max_completion_tokens=100,
+        usd_per_prompt_token=1e-4,
+        usd_per_completion_token=1e-3,
     )
     assert reservation is not None and reservation.n == 9  # 0.1 + 9 x 0.1 <= 1.0
 

@@ -31,18 +31,21 @@ def strategy_specs(draw: st.DrawFn) -> StrategySpec:
     kind = draw(st.sampled_from(["best_of_n", "beam_search", "dvts", "revision", "hybrid"]))
     seed = draw(st.integers(0, 1000))
     if kind == "best_of_n":
-        return BestOfNSpec(n=draw(st.integers(1, 16)), seed=seed,
-                           selection=draw(st.sampled_from(["naive", "weighted", "majority"])))
+        return BestOfNSpec(
+            n=draw(st.integers(1, 16)), seed=seed, selection=draw(st.sampled_from(["naive", "weighted", "majority"]))
+        )
     if kind in ("beam_search", "dvts"):
         width = draw(widths)
         n = width * draw(st.integers(1, 4))
         if kind == "dvts":
             return DVTSSpec(n=n, width=width, max_rounds=draw(st.integers(1, 8)), seed=seed)
-        return BeamSearchSpec(n=n, width=width, max_rounds=draw(st.integers(1, 8)),
-                              lookahead=draw(st.integers(0, 2)), seed=seed)
+        return BeamSearchSpec(
+            n=n, width=width, max_rounds=draw(st.integers(1, 8)), lookahead=draw(st.integers(0, 2)), seed=seed
+        )
     if kind == "revision":
-        return RevisionSpec(attempts=draw(st.integers(1, 5)), chains=draw(st.integers(1, 3)),
-                            context=draw(st.integers(1, 4)), seed=seed)
+        return RevisionSpec(
+            attempts=draw(st.integers(1, 5)), chains=draw(st.integers(1, 3)), context=draw(st.integers(1, 4)), seed=seed
+        )
     return HybridSpec(n=draw(st.integers(1, 12)), sequential_ratio=draw(st.floats(0.25, 4.0)), seed=seed)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from ttc_agents._litellm import litellm
 import pytest
 
 from ttc_agents import Budget, Gateway, Ledger, ModelSpec, RetryPolicy
 from ttc_agents._gateway import is_retryable, prompt_token_bound
+from ttc_agents._litellm import litellm
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -58,8 +58,15 @@ async def test_backend_without_n_support_gets_parallel_calls(server: FakeOpenAIS
 
 @pytest.mark.parametrize(
     "fault",
-    [Fault.rate_limit(), Fault.server_error(500), Fault.server_error(502), Fault.server_error(503),
-     Fault.request_timeout(), Fault.connection_reset(), Fault.empty_choices()],
+    [
+        Fault.rate_limit(),
+        Fault.server_error(500),
+        Fault.server_error(502),
+        Fault.server_error(503),
+        Fault.request_timeout(),
+        Fault.connection_reset(),
+        Fault.empty_choices(),
+    ],
     ids=lambda f: f.kind.value + str(f.status or ""),
 )
 async def test_transient_failures_are_retried(server: FakeOpenAIServer, fault: Fault) -> None:

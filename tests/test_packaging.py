@@ -30,7 +30,9 @@ def test_wheel_installs_into_a_fresh_virtualenv(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(dist)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = dist.glob("ttc_agents-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -43,15 +45,21 @@ def test_wheel_installs_into_a_fresh_virtualenv(tmp_path: Path) -> None:
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
     site = Path(
-        subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                       check=True, capture_output=True, text=True).stdout.strip()
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     )
     # The dependencies come from this environment (no index is reachable in the test sandbox); a
     # plain path in a .pth file does not run that environment's own .pth hooks (its editable install).
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     out = subprocess.run([python, "-c", SMOKE], check=True, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     import json

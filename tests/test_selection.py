@@ -59,8 +59,11 @@ def test_hierarchical_selects_within_chains_then_across() -> None:
     # Chain 0 ends on a confident wrong revision but its weighted winner is "10";
     # chain 1 agrees on "10". Across chains "10" wins although "99" has the top single score.
     pool = [
-        cand("10", 0.6, chain=0), cand("10", 0.5, chain=0), cand("99", 0.95, chain=0),
-        cand("10", 0.7, chain=1), cand("4", 0.2, chain=1),
+        cand("10", 0.6, chain=0),
+        cand("10", 0.5, chain=0),
+        cand("99", 0.95, chain=0),
+        cand("10", 0.7, chain=1),
+        cand("4", 0.2, chain=1),
         cand("4", 0.3, chain=2),
     ]
     choice = select_hierarchical(pool)

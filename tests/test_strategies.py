@@ -51,7 +51,9 @@ class ScoreBySteps:
     def __init__(self) -> None:
         self.batches: list[list[tuple[str, ...]]] = []
 
-    async def score(self, question: str, candidates: Sequence[Sequence[str]], *, ledger: Any = None) -> list[list[float]]:
+    async def score(
+        self, question: str, candidates: Sequence[Sequence[str]], *, ledger: Any = None
+    ) -> list[list[float]]:
         self.batches.append([tuple(c) for c in candidates])
         out = []
         for steps in candidates:
@@ -65,7 +67,9 @@ class ScoreBySteps:
 
 async def test_best_of_n_sends_one_request_with_n() -> None:
     gateway = recording_gateway()
-    graph = build_strategy_graph(BestOfNSpec(n=8, seed=1), model=MODEL, verifier=ArithmeticStepVerifier(), gateway=gateway)
+    graph = build_strategy_graph(
+        BestOfNSpec(n=8, seed=1), model=MODEL, verifier=ArithmeticStepVerifier(), gateway=gateway
+    )
     result = await graph.ainvoke({"question": QUESTION})
     total = result["ledger"].total
     assert [(node, k) for node, k, _ in gateway.sent] == [("generate", 8)]
@@ -79,8 +83,11 @@ async def test_best_of_n_sends_one_request_with_n() -> None:
 async def test_best_of_n_answer_is_the_selection_over_its_candidates(selection: str) -> None:
     from ttc_agents import select_answer
 
-    graph = build_strategy_graph(BestOfNSpec(n=12, seed=3, selection=selection), model="scripted/arith-hard",  # type: ignore[arg-type]
-                                 verifier=ArithmeticStepVerifier())
+    graph = build_strategy_graph(
+        BestOfNSpec(n=12, seed=3, selection=selection),
+        model="scripted/arith-hard",  # type: ignore[arg-type]
+        verifier=ArithmeticStepVerifier(),
+    )
     result = await graph.ainvoke({"question": QUESTION})
     assert result["answer"] == select_answer(result["candidates"], selection).answer  # type: ignore[arg-type]
 

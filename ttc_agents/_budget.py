@@ -136,9 +136,7 @@ class LedgerSnapshot:
         """JSON-ready form: totals, per-node/model entries, limits and the stop reason."""
         return {
             "total": self.total.as_dict(),
-            "entries": [
-                {"node": e.node, "model": e.model, **e.usage.as_dict()} for e in self.entries
-            ],
+            "entries": [{"node": e.node, "model": e.model, **e.usage.as_dict()} for e in self.entries],
             "budget": None if self.budget is None else self.budget.model_dump(exclude_none=True),
             "stopped_by": self.stopped_by,
         }

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from litellm.exceptions import APIConnectionError, Timeout
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 from tenacity import (
     AsyncRetrying,
@@ -114,9 +115,9 @@ def _status_of(exc: BaseException) -> int | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that another attempt may fix; never for other 4xx errors."""
-    if isinstance(exc, _EmptyResponseError | TimeoutError | litellm.Timeout):
+    if isinstance(exc, _EmptyResponseError | TimeoutError | Timeout):
         return True
-    if isinstance(exc, litellm.APIConnectionError):
+    if isinstance(exc, APIConnectionError):
         return True
     status = _status_of(exc)
     if status is None:
@@ -341,7 +342,7 @@ class Gateway:
                 except BaseException as exc:
                     ledger.settle(None, Usage(failed_calls=1), node=node, model=spec.name)
                     out_of_time = (ledger.seconds_left() or 1.0) <= 0
-                    if out_of_time and isinstance(exc, TimeoutError | litellm.Timeout):
+                    if out_of_time and isinstance(exc, TimeoutError | Timeout):
                         raise _BudgetTimeout from exc
                     raise
                 return response
@@ -480,8 +481,6 @@ def set_default_gateway(gateway: Gateway) -> None:
     _default_gateway = gateway
 
 
-async def sample(
-    model: ModelSpec | str, messages: Sequence[Message], k: int = 1, **params: Any
-) -> SampleBatch:
+async def sample(model: ModelSpec | str, messages: Sequence[Message], k: int = 1, **params: Any) -> SampleBatch:
     """``k`` completions of one prompt through the default gateway (see :meth:`Gateway.sample`)."""
     return await get_default_gateway().sample(model, messages, k, **params)

@@ -20,7 +20,8 @@ def _resolve_local(name: str) -> tuple[str, str | None]:
     from ttc_agents._local import resolve_local_model
 
     autostart = os.environ.get("TTC_LOCAL_AUTOSTART", "1") not in ("0", "false", "no")
-    return resolve_local_model(name, start=autostart)
+    model, api_base = resolve_local_model(name, start=autostart)
+    return str(model), api_base
 
 
 def default_resolvers() -> dict[str, ModelResolver]:

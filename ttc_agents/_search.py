@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Required, TypedDict
 
@@ -58,9 +58,12 @@ class StrategyOutput(TypedDict, total=False):
     strategy: dict[str, Any]
 
 
-class StrategyState(StrategyInput, StrategyOutput, total=False):
-    """Input, output, and the search's working keys."""
+class StrategyState(StrategyOutput, total=False):
+    """Input, output, and the search's working keys (all optional in a node's update)."""
 
+    question: str
+    context: list[dict[str, Any]]
+    budget: Budget | dict[str, Any] | None
     frontier: list[Candidate]
     fresh: list[Candidate]
     round: int
@@ -108,12 +111,20 @@ def has_final_answer(step: str) -> bool:
     return _FINAL.search(step) is not None
 
 
-def start_run(ctx: SearchContext, spec: BaseModel) -> Callable[[StrategyState], StrategyState]:
+def start_run(ctx: SearchContext, spec: BaseModel) -> RunStart:
     """The first node of every strategy graph: a fresh ledger under the run's budget, empty pools."""
-    spec_dump = spec.model_dump()
+    return RunStart(ctx, spec.model_dump())
 
-    def start(state: StrategyState) -> StrategyState:
-        budget = state.get("budget") or ctx.budget or Budget()
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """The ``start`` node: see :func:`start_run`."""
+
+    ctx: SearchContext
+    spec_dump: dict[str, Any]
+
+    def __call__(self, state: StrategyState) -> StrategyState:
+        budget = state.get("budget") or self.ctx.budget or Budget()
         if isinstance(budget, dict):
             budget = Budget.model_validate(budget)
         return {
@@ -124,20 +135,13 @@ def start_run(ctx: SearchContext, spec: BaseModel) -> Callable[[StrategyState], 
             "round": 0,
             "answer": None,
             "stopped_by": None,
-            "strategy": spec_dump,
+            "strategy": self.spec_dump,
         }
-
-    return start
 
 
 def best_so_far(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Unfinished candidates with whatever answer their text gives, for a search cut short."""
     return [c if c.answer is not None else replace(c, answer=extract_answer(c.text)) for c in candidates]
-
-
-def _candidate_from_text(text: str, **where: int | None) -> Candidate:
-    steps = tuple(split_steps(text))
-    return Candidate(steps=steps, answer=extract_answer(text), finished=True, **where)
 
 
 async def sample_solutions(
@@ -150,14 +154,23 @@ async def sample_solutions(
     max_tokens: int | None,
     seed: int | None,
     node: str,
-    **where: int | None,
+    attempt: int | None = None,
 ) -> list[Candidate]:
     """``k`` full solutions of one prompt in one request (fewer when the budget says so)."""
     batch = await ctx.gateway.sample(
-        ctx.model, messages, k, ledger=ledger, node=node,
-        temperature=temperature, max_tokens=max_tokens, seed=seed,
+        ctx.model,
+        messages,
+        k,
+        ledger=ledger,
+        node=node,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
     )
-    return [_candidate_from_text(s.text, **where) for s in batch.samples]
+    return [
+        Candidate(steps=tuple(split_steps(s.text)), answer=extract_answer(s.text), finished=True, attempt=attempt)
+        for s in batch.samples
+    ]
 
 
 async def extend_by_one_step(
@@ -178,9 +191,15 @@ async def extend_by_one_step(
     async def extend(prefix: Candidate) -> list[Candidate]:
         steps_text = "\n".join(prefix.steps) if prefix.steps else "(none)"
         batch = await ctx.gateway.sample(
-            ctx.model, ctx.messages(state, "step_generate", steps=steps_text), per_prefix,
-            ledger=ledger, node=node, temperature=temperature, max_tokens=max_tokens,
-            seed=seed, stop=[delimiter] if delimiter else None,
+            ctx.model,
+            ctx.messages(state, "step_generate", steps=steps_text),
+            per_prefix,
+            ledger=ledger,
+            node=node,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            stop=[delimiter] if delimiter else None,
         )
         out = []
         for s in batch.samples:
@@ -216,8 +235,16 @@ async def roll_out(
         if not open_positions or ledger.stopped_by is not None:
             break
         extended = await extend_by_one_step(
-            ctx, ledger, state, [rollouts[i] for i in open_positions], 1,
-            temperature=0.0, delimiter=delimiter, max_tokens=max_tokens, seed=None, node="lookahead",
+            ctx,
+            ledger,
+            state,
+            [rollouts[i] for i in open_positions],
+            1,
+            temperature=0.0,
+            delimiter=delimiter,
+            max_tokens=max_tokens,
+            seed=None,
+            node="lookahead",
         )
         if len(extended) != len(open_positions):
             break

@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--selection", default=None, help="naive|weighted|majority or hierarchical|majority")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--verifier", default="arithmetic", help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL")
+    parser.add_argument(
+        "--verifier", default="arithmetic", help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL"
+    )
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=None, help="token budget (prompt + completion)")
     parser.add_argument("--max-usd", type=float, default=None)
@@ -45,9 +47,16 @@ def strategy_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The strategy spec dict the flags describe (unset flags keep the spec's defaults)."""
     fields: dict[str, Any] = {"strategy": args.strategy}
     names = {
-        "n": "n", "width": "width", "lookahead": "lookahead", "max_rounds": "max_rounds",
-        "attempts": "attempts", "chains": "chains", "ratio": "sequential_ratio",
-        "selection": "selection", "temperature": "temperature", "seed": "seed",
+        "n": "n",
+        "width": "width",
+        "lookahead": "lookahead",
+        "max_rounds": "max_rounds",
+        "attempts": "attempts",
+        "chains": "chains",
+        "ratio": "sequential_ratio",
+        "selection": "selection",
+        "temperature": "temperature",
+        "seed": "seed",
     }
     for flag, field in names.items():
         value = getattr(args, flag)
@@ -67,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     spec = parse_strategy(strategy_from_args(args))
     budget = Budget(
-        max_samples=args.max_samples, max_tokens=args.max_tokens,
-        max_usd=args.max_usd, max_seconds=args.max_seconds,
+        max_samples=args.max_samples,
+        max_tokens=args.max_tokens,
+        max_usd=args.max_usd,
+        max_seconds=args.max_seconds,
     )
     gateway = get_default_gateway()
     if args.record:
@@ -90,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
             "answer": result["answer"],
             "strategy": result["strategy"],
             "usage": {
-                "samples": total.samples, "calls": total.calls,
-                "prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens,
-                "usd": total.usd, "flops": total.flops,
+                "samples": total.samples,
+                "calls": total.calls,
+                "prompt_tokens": total.prompt_tokens,
+                "completion_tokens": total.completion_tokens,
+                "usd": total.usd,
+                "flops": total.flops,
             },
             "stopped_by": result["stopped_by"],
             "candidates": [c.as_dict() for c in result["candidates"]],

@@ -40,7 +40,7 @@ class CallableVerifier:
 
     def __init__(self, function: ScoreFunction, name: str | None = None) -> None:
         self.function = function
-        self.name = name or getattr(function, "__name__", "callable")
+        self.name: str = name or str(getattr(function, "__name__", "callable"))
 
     async def score(
         self,
