@@ -5,7 +5,10 @@ Public API; everything else lives in private modules re-exported here.
 
 from __future__ import annotations
 
-from ttc_agents._litellm import litellm as _litellm  # noqa: F401  (offline settings before anything else)
+# isort: off
+import ttc_agents._litellm  # noqa: F401  (LiteLLM's offline switches, before anything imports it)
+
+# isort: on
 from ttc_agents._answers import answers_equivalent, extract_answer, split_steps
 from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerEntry, LedgerSnapshot, Usage
 from ttc_agents._candidates import Candidate, Selection, aggregate_scores, select_answer, select_hierarchical
