@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from ttc_agents import Budget, Ledger, Usage
 
 
-@pytest.mark.parametrize("field", ["max_samples", "max_tokens", "max_usd", "max_seconds"])
+@pytest.mark.parametrize("field", ["max_samples", "max_tokens", "max_usd", "max_flops", "max_seconds"])
 @pytest.mark.parametrize("value", [0, -1])
 def test_non_positive_limits_are_rejected_naming_the_field(field: str, value: int) -> None:
     with pytest.raises(ValidationError) as info:

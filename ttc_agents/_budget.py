@@ -32,7 +32,7 @@ __all__ = [
     "Usage",
 ]
 
-BudgetLimit = Literal["max_samples", "max_tokens", "max_usd", "max_seconds"]
+BudgetLimit = Literal["max_samples", "max_tokens", "max_usd", "max_flops", "max_seconds"]
 
 
 class Budget(BaseModel):
@@ -47,6 +47,7 @@ class Budget(BaseModel):
     max_samples: PositiveInt | None = None
     max_tokens: PositiveInt | None = None
     max_usd: PositiveFloat | None = None
+    max_flops: PositiveFloat | None = None
     max_seconds: PositiveFloat | None = None
 
     @property
@@ -62,6 +63,7 @@ class Budget(BaseModel):
             max_samples=None if self.max_samples is None else max(1, math.floor(self.max_samples * share)),
             max_tokens=None if self.max_tokens is None else max(1, math.floor(self.max_tokens * share)),
             max_usd=None if self.max_usd is None else self.max_usd * share,
+            max_flops=None if self.max_flops is None else self.max_flops * share,
             max_seconds=None if self.max_seconds is None else self.max_seconds * share,
         )
 
@@ -149,6 +151,7 @@ class Reservation:
     n: int
     tokens: int
     usd: float
+    flops: float = 0.0
     settled: bool = False
 
 
@@ -163,6 +166,7 @@ class Ledger:
     _held_samples: int = 0
     _held_tokens: int = 0
     _held_usd: float = 0.0
+    _held_flops: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -209,6 +213,7 @@ class Ledger:
         max_completion_tokens: int,
         usd_per_prompt_token: float | None = None,
         usd_per_completion_token: float | None = None,
+        flops_per_token: float | None = None,
     ) -> Reservation | None:
         """Hold the worst case of one call asking for ``n`` samples, shrinking ``n`` to what fits.
 
@@ -245,6 +250,14 @@ class Ledger:
                 fits = granted if per_sample == 0 else math.floor(left_usd / per_sample) if left_usd > 0 else 0
                 if fits < granted:
                     granted, limit = max(0, fits), "max_usd"
+            if budget.max_flops is not None and granted > 0:
+                if flops_per_token is None:
+                    raise ValueError("max_flops is set but the model's parameter count is unknown; give ModelSpec parameters")
+                left_flops = budget.max_flops - spent.flops - self._held_flops - prompt_tokens * flops_per_token
+                per_sample = max_completion_tokens * flops_per_token
+                fits = math.floor(left_flops / per_sample) if left_flops > 0 else 0
+                if fits < granted:
+                    granted, limit = max(0, fits), "max_flops"
             if granted == 0:
                 if self.stopped_by is None:
                     self.stopped_by = limit
@@ -256,10 +269,12 @@ class Ledger:
             usd = 0.0
             if usd_per_prompt_token is not None and usd_per_completion_token is not None:
                 usd = prompt_tokens * usd_per_prompt_token + granted * max_completion_tokens * usd_per_completion_token
+            flops = tokens * (flops_per_token or 0.0)
             self._held_samples += granted
             self._held_tokens += tokens
             self._held_usd += usd
-            return Reservation(granted, tokens, usd)
+            self._held_flops += flops
+            return Reservation(granted, tokens, usd, flops)
 
     def settle(self, reservation: Reservation | None, usage: Usage, *, node: str, model: str) -> None:
         """Release ``reservation`` and book what the call really used."""
@@ -280,6 +295,7 @@ class Ledger:
             self._held_samples -= reservation.n
             self._held_tokens -= reservation.tokens
             self._held_usd -= reservation.usd
+            self._held_flops -= reservation.flops
 
 
 def merge_snapshots(base: LedgerSnapshot, *others: LedgerSnapshot) -> LedgerSnapshot:

@@ -254,6 +254,7 @@ class Gateway:
             max_completion_tokens=int(request["max_tokens"]),
             usd_per_prompt_token=in_price,
             usd_per_completion_token=out_price,
+            flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
         )
         if reservation is None:
             return None
@@ -399,6 +400,7 @@ class Gateway:
             max_completion_tokens=int(request["max_tokens"]),
             usd_per_prompt_token=in_price,
             usd_per_completion_token=out_price,
+            flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
         )
         if reservation is None:
             return [], Usage()
