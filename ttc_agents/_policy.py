@@ -167,9 +167,7 @@ class Policy(BaseModel):
 
     def curve(self, bin_: int, unit: BudgetUnit) -> list[PolicyEntry]:
         """The accuracy-vs-cost frontier of a bin: entries whose accuracy no cheaper entry matches."""
-        pool = sorted(
-            (e for e in (self.candidates or self.table) if e.bin == bin_), key=lambda e: e.cost.in_unit(unit)
-        )
+        pool = sorted((e for e in (self.candidates or self.table) if e.bin == bin_), key=lambda e: e.cost.in_unit(unit))
         frontier: list[PolicyEntry] = []
         for entry in pool:
             if not frontier or entry.accuracy > frontier[-1].accuracy:
@@ -191,7 +189,8 @@ class Policy(BaseModel):
 
 def _limits(budget: Budget, unit: BudgetUnit | None) -> dict[BudgetUnit, float]:
     limits: dict[BudgetUnit, float] = {}
-    for name, field in (("samples", "max_samples"), ("tokens", "max_tokens"), ("usd", "max_usd"), ("flops", "max_flops")):
+    fields = (("samples", "max_samples"), ("tokens", "max_tokens"), ("usd", "max_usd"), ("flops", "max_flops"))
+    for name, field in fields:
         value = getattr(budget, field, None)
         if value is not None and (unit is None or unit == name):
             limits[name] = float(value)  # type: ignore[index]

@@ -1,0 +1,368 @@
+"""The compute-optimal router: estimate difficulty, look up the policy, run the chosen strategy.
+
+    START -> start -> estimate -> lookup -> run -> answer -> END
+
+``estimate`` puts the question in a difficulty bin (by default with a few probe samples scored by
+the verifier). ``lookup`` asks the calibrated policy for the most accurate setting (strategy,
+hyperparameters and model) whose measured cost fits what is left of the budget. ``run`` executes
+that strategy's graph with the rest of the budget; the probe samples join its candidates (for
+best-of-N they count towards N), so the estimate is not wasted. ``answer`` selects over all
+candidates and writes a trace: the bin and its evidence, the chosen setting and why, and what each
+stage spent.
+
+:class:`Router` also answers many questions under ONE total budget: it estimates every question
+first, then gives each its share by greedy marginal gain on its bin's accuracy-vs-cost curve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Literal, Required, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerSnapshot, Usage
+from ttc_agents._candidates import Candidate, select_answer
+from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator
+from ttc_agents._gateway import Gateway
+from ttc_agents._models import ModelSpec
+from ttc_agents._policy import BudgetUnit, Policy, PolicyAction, PolicyEntry, allocate_budgets
+from ttc_agents._search import SearchContext, StrategyState
+from ttc_agents._specs import BestOfNSpec
+from ttc_agents.verifiers._base import ScoreFunction, Verifier
+
+from . import build_strategy_graph
+
+__all__ = ["Router", "RouterInput", "RouterOutput", "RouterState", "build_router_graph"]
+
+
+class RouterInput(TypedDict, total=False):
+    """The question, optional earlier turns and budget; a precomputed estimate or action is honoured."""
+
+    question: Required[str]
+    context: list[dict[str, Any]]
+    budget: Budget | dict[str, Any] | None
+    estimate: DifficultyEstimate | None
+    action: PolicyEntry | None
+
+
+class RouterOutput(TypedDict, total=False):
+    """The answer, every candidate, the ledger, why it stopped, and the trace of its decisions."""
+
+    answer: str | None
+    candidates: list[Candidate]
+    ledger: LedgerSnapshot
+    stopped_by: BudgetLimit | None
+    strategy: dict[str, Any]
+    trace: dict[str, Any]
+
+
+class RouterState(RouterOutput, total=False):
+    question: str
+    context: list[dict[str, Any]]
+    budget: Budget | dict[str, Any] | None
+    estimate: DifficultyEstimate | None
+    action: PolicyEntry | None
+
+
+def remaining(budget: Budget, spent: Usage, elapsed: float) -> Budget | None:
+    """What is left of ``budget`` after ``spent``; None when a limit is used up."""
+    left: dict[str, float | int | None] = {
+        "max_samples": None if budget.max_samples is None else budget.max_samples - spent.samples,
+        "max_tokens": None if budget.max_tokens is None else budget.max_tokens - spent.total_tokens,
+        "max_usd": None if budget.max_usd is None else budget.max_usd - spent.usd,
+        "max_flops": None if budget.max_flops is None else budget.max_flops - spent.flops,
+        "max_seconds": None if budget.max_seconds is None else budget.max_seconds - elapsed,
+    }
+    if any(value is not None and value <= 0 for value in left.values()):
+        return None
+    return Budget.model_validate(left)
+
+
+def build_router_graph(
+    policy: Policy,
+    *,
+    models: Mapping[str, ModelSpec | str] | None = None,
+    verifier: Verifier | ScoreFunction | None = None,
+    verifier_name: str | None = None,
+    estimator: DifficultyEstimator | None = None,
+    gateway: Gateway | None = None,
+    prompts: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
+    unit: BudgetUnit | None = None,
+    force: bool = False,
+) -> CompiledStateGraph[RouterState, None, RouterInput, RouterOutput]:
+    """Compile the router for ``policy``.
+
+    ``models`` maps the policy's model names to specs (default: the names themselves).
+    ``verifier_name`` is checked against the policy's (refused on mismatch unless ``force``).
+    """
+    return Router(
+        policy,
+        models=models,
+        verifier=verifier,
+        verifier_name=verifier_name,
+        estimator=estimator,
+        gateway=gateway,
+        prompts=prompts,
+        budget=budget,
+        unit=unit,
+        force=force,
+    ).graph
+
+
+class Router:
+    """The router graph plus batch allocation under one total budget."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        models: Mapping[str, ModelSpec | str] | None = None,
+        verifier: Verifier | ScoreFunction | None = None,
+        verifier_name: str | None = None,
+        estimator: DifficultyEstimator | None = None,
+        gateway: Gateway | None = None,
+        prompts: Mapping[str, str] | None = None,
+        budget: Budget | None = None,
+        unit: BudgetUnit | None = None,
+        force: bool = False,
+    ) -> None:
+        specs = {name: ModelSpec.of(m) for name, m in (models or {}).items()}
+        for name in policy.models:
+            specs.setdefault(name, ModelSpec(name=name))
+        name = verifier_name if verifier_name is not None else getattr(verifier, "name", "none")
+        policy.check_compatible(list(specs), name, force=force)
+        self.policy = policy
+        self.models = specs
+        self.unit = unit
+        self.ctx = SearchContext.create(
+            specs[policy.models[0]], verifier, gateway=gateway, prompts=prompts, budget=budget
+        )
+        self.estimator = estimator or ProbeEstimator(policy.thresholds, samples=policy.probe_samples)
+        self._graphs: dict[str, CompiledStateGraph[Any, None, Any, Any]] = {}
+        self.graph = self._build()
+
+    def _strategy_graph(self, action: PolicyAction) -> CompiledStateGraph[Any, None, Any, Any]:
+        if action.key not in self._graphs:
+            self._graphs[action.key] = build_strategy_graph(
+                action.strategy,
+                model=self.models[action.model],
+                verifier=self.ctx.verifier,
+                gateway=self.ctx.gateway,
+                prompts=self.ctx.prompts,
+            )
+        return self._graphs[action.key]
+
+    def _build(self) -> CompiledStateGraph[RouterState, None, RouterInput, RouterOutput]:
+        ctx, policy = self.ctx, self.policy
+
+        def start(state: RouterState) -> RouterState:
+            budget = state.get("budget") or ctx.budget or Budget()
+            if isinstance(budget, dict):
+                budget = Budget.model_validate(budget)
+            return {
+                "ledger": Ledger(budget=budget).snapshot(),
+                "candidates": [],
+                "answer": None,
+                "stopped_by": None,
+                "trace": {},
+            }
+
+        async def estimate(state: RouterState) -> RouterState:
+            given = state.get("estimate")
+            ledger = Ledger.resume(state["ledger"])
+            if given is None:
+                question: StrategyState = {"question": state["question"], "context": state.get("context", [])}
+                result = await self.estimator.estimate(ctx, question, ledger)
+            else:  # estimated earlier (batch allocation): book what the estimate cost
+                result = given
+                for item in given.spent.entries if given.spent is not None else ():
+                    ledger.settle(None, item.usage, node=item.node, model=item.model)
+            spent = ledger.total
+            return {
+                "estimate": result,
+                "candidates": list(result.candidates),
+                "ledger": ledger.snapshot(),
+                "trace": {
+                    "bin": result.bin,
+                    "evidence": result.evidence,
+                    "estimate_spent": spent.as_dict(),
+                    "estimate_reused": given is not None,
+                },
+            }
+
+        def lookup(state: RouterState) -> RouterState:
+            snapshot = state["ledger"]
+            ledger = Ledger.resume(snapshot)
+            estimate_ = state["estimate"]
+            assert estimate_ is not None
+            left = remaining(ledger.budget, ledger.total, ledger.elapsed())
+            given = state.get("action")
+            if given is not None:
+                entry, why = given, "allocated by the batch router"
+            elif left is None:
+                return {
+                    "action": None,
+                    "trace": {**state["trace"], "choice": None, "why": "budget used up by the estimate"},
+                }
+            elif left.unlimited:
+                entry = policy.choose(estimate_.bin, max(e.budget for e in policy.table))
+                why = f"no budget limit: the table's entry at the largest budget N={entry.budget}"
+            else:
+                entry = policy.choose(estimate_.bin, left, self.unit)
+                limits = left.model_dump(exclude_none=True)
+                why = (
+                    f"the most accurate setting measured for bin {estimate_.bin} whose mean cost "
+                    f"{entry.cost.model_dump()} fits what is left {limits}"
+                )
+            return {
+                "action": entry,
+                "strategy": entry.action.strategy.model_dump(),
+                "trace": {
+                    **state["trace"],
+                    "choice": {
+                        "action": entry.action.key,
+                        "model": entry.action.model,
+                        "strategy": entry.action.strategy.model_dump(),
+                        "budget": entry.budget,
+                        "expected_accuracy": entry.accuracy,
+                        "expected_cost": entry.cost.model_dump(),
+                    },
+                    "why": why,
+                },
+            }
+
+        async def run(state: RouterState) -> RouterState:
+            entry = state.get("action")
+            ledger = Ledger.resume(state["ledger"])
+            left = remaining(ledger.budget, ledger.total, ledger.elapsed())
+            if entry is None or left is None:
+                if left is None and ledger.stopped_by is None:
+                    ledger.stop(_exhausted_limit(ledger))
+                return {"ledger": ledger.snapshot()}
+            action = entry.action
+            probes = state["candidates"]
+            strategy = action.strategy
+            if isinstance(strategy, BestOfNSpec) and action.model == policy.models[0]:
+                # The probe samples are samples of this very strategy: only draw the rest.
+                rest = strategy.n - len(probes)
+                if rest <= 0:
+                    return {"trace": {**state["trace"], "run_spent": Usage().as_dict(), "probe_reused": len(probes)}}
+                action = PolicyAction(model=action.model, strategy=strategy.model_copy(update={"n": rest}))
+            result = await self._strategy_graph(action).ainvoke(
+                {"question": state["question"], "context": state.get("context", []), "budget": left}
+            )
+            child: LedgerSnapshot = result["ledger"]
+            for item in child.entries:
+                ledger.settle(None, item.usage, node=f"{action.strategy.strategy}/{item.node}", model=item.model)
+            if child.stopped_by is not None:
+                ledger.stop(child.stopped_by)
+            return {
+                "candidates": probes + list(result["candidates"]),
+                "ledger": ledger.snapshot(),
+                "trace": {**state["trace"], "run_spent": child.total.as_dict(), "probe_reused": len(probes)},
+            }
+
+        def answer(state: RouterState) -> RouterState:
+            entry = state.get("action")
+            strategy = entry.action.strategy if entry is not None else None
+            method: Literal["naive", "weighted", "majority"] = "weighted"
+            if strategy is not None and getattr(strategy, "selection", None) in ("naive", "majority"):
+                method = strategy.selection  # type: ignore[union-attr,assignment]
+            candidates = state["candidates"]
+            choice = select_answer(candidates, method)
+            snapshot = state["ledger"]
+            return {
+                "answer": choice.answer,
+                "stopped_by": snapshot.stopped_by,
+                "trace": {**state["trace"], "selection": method, "spent": snapshot.total.as_dict()},
+            }
+
+        graph = StateGraph(RouterState, input_schema=RouterInput, output_schema=RouterOutput)
+        graph.add_node("start", start)
+        graph.add_node("estimate", estimate)
+        graph.add_node("lookup", lookup)
+        graph.add_node("run", run)
+        graph.add_node("answer", answer)
+        graph.add_edge(START, "start")
+        graph.add_edge("start", "estimate")
+        graph.add_edge("estimate", "lookup")
+        graph.add_edge("lookup", "run")
+        graph.add_edge("run", "answer")
+        graph.add_edge("answer", END)
+        return graph.compile(name="router")
+
+    async def estimate(self, question: str, budget: Budget | None = None) -> tuple[DifficultyEstimate, LedgerSnapshot]:
+        """The difficulty estimate of one question, and what it cost."""
+        ledger = Ledger(budget=budget or Budget())
+        result = await self.estimator.estimate(self.ctx, {"question": question}, ledger)
+        snapshot = ledger.snapshot()
+        return replace(result, spent=snapshot), snapshot
+
+    async def abatch(
+        self,
+        questions: Sequence[str],
+        *,
+        total: float,
+        unit: BudgetUnit = "tokens",
+        max_concurrency: int = 8,
+    ) -> list[RouterOutput]:
+        """Answer ``questions`` under ONE total budget of ``total`` in ``unit``.
+
+        Every question is estimated first (the probes' spend comes off the total); the rest is
+        split by :func:`allocate_budgets`, and each question runs its allocated setting with its
+        share as a hard limit, so the batch never spends more than ``total``.
+        """
+        limit = asyncio.Semaphore(max_concurrency)
+
+        async def probe(question: str) -> tuple[DifficultyEstimate, LedgerSnapshot]:
+            async with limit:
+                return await self.estimate(question)
+
+        probed = await asyncio.gather(*(probe(q) for q in questions))
+        probe_spend = sum(_in_unit(snapshot.total, unit) for _, snapshot in probed)
+        entries = allocate_budgets([e.bin for e, _ in probed], self.policy, max(0.0, total - probe_spend), unit)
+        inputs: list[RouterInput] = []
+        for question, (estimate_, snapshot), entry in zip(questions, probed, entries, strict=True):
+            share = _in_unit(snapshot.total, unit) + (entry.cost.in_unit(unit) if entry is not None else 0.0)
+            inputs.append(
+                {
+                    "question": question,
+                    "estimate": estimate_,
+                    "action": entry,
+                    "budget": _budget_in_unit(unit, share),
+                }
+            )
+        return await self.graph.abatch(inputs, config={"max_concurrency": max_concurrency})
+
+
+def _in_unit(usage: Usage, unit: BudgetUnit) -> float:
+    return float({"samples": usage.samples, "tokens": usage.total_tokens, "usd": usage.usd, "flops": usage.flops}[unit])
+
+
+def _budget_in_unit(unit: BudgetUnit, amount: float) -> Budget:
+    amount = max(amount, 1e-12)
+    if unit == "samples":
+        return Budget(max_samples=max(1, int(amount)))
+    if unit == "tokens":
+        return Budget(max_tokens=max(1, int(amount)))
+    if unit == "usd":
+        return Budget(max_usd=amount)
+    return Budget(max_flops=amount)
+
+
+def _exhausted_limit(ledger: Ledger) -> BudgetLimit:
+    budget, spent = ledger.budget, ledger.total
+    if budget.max_samples is not None and spent.samples >= budget.max_samples:
+        return "max_samples"
+    if budget.max_tokens is not None and spent.total_tokens >= budget.max_tokens:
+        return "max_tokens"
+    if budget.max_usd is not None and spent.usd >= budget.max_usd:
+        return "max_usd"
+    if budget.max_flops is not None and spent.flops >= budget.max_flops:
+        return "max_flops"
+    return "max_seconds"
