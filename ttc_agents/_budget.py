@@ -252,7 +252,9 @@ class Ledger:
                     granted, limit = max(0, fits), "max_usd"
             if budget.max_flops is not None and granted > 0:
                 if flops_per_token is None:
-                    raise ValueError("max_flops is set but the model's parameter count is unknown; give ModelSpec parameters")
+                    raise ValueError(
+                        "max_flops is set but the model's parameter count is unknown; give ModelSpec parameters"
+                    )
                 left_flops = budget.max_flops - spent.flops - self._held_flops - prompt_tokens * flops_per_token
                 per_sample = max_completion_tokens * flops_per_token
                 fits = math.floor(left_flops / per_sample) if left_flops > 0 else 0

@@ -18,7 +18,9 @@ STRATEGIES = ("best_of_n", "beam_search", "dvts", "revision", "hybrid")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("solve", help="answer one question with a test-time compute strategy")
     parser.add_argument("question")
-    parser.add_argument("--model", required=True, help="LiteLLM model, scripted/<profile> or local/<model>")
+    parser.add_argument("--model", help="LiteLLM model, scripted/<profile> or local/<model>")
+    parser.add_argument("--workflow", help="a named workflow of --config (instead of --model/--strategy)")
+    parser.add_argument("--config", default="workflows.yaml", help="workflow YAML file (default: workflows.yaml)")
     parser.add_argument("--api-base", default=None)
     parser.add_argument("--strategy", choices=STRATEGIES, default="best_of_n")
     parser.add_argument("--n", type=int, default=None, help="samples / beams / attempts in all")
@@ -69,12 +71,15 @@ def strategy_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
     from ttc_agents._gateway import get_default_gateway, set_default_gateway
     from ttc_agents._models import ModelSpec
+    from ttc_agents._workflow import load_workflow
     from ttc_agents.graphs import build_strategy_graph
     from ttc_agents.verifiers._factory import make_verifier
 
-    spec = parse_strategy(strategy_from_args(args))
     budget = Budget(
         max_samples=args.max_samples,
         max_tokens=args.max_tokens,
@@ -83,23 +88,32 @@ def run(args: argparse.Namespace) -> int:
     )
     gateway = get_default_gateway()
     if args.record:
-        from dataclasses import replace
-
         from ttc_agents._store import ResponseStore
 
         gateway = replace(gateway, store=ResponseStore(args.record))
         set_default_gateway(gateway)
-    model = ModelSpec(name=args.model, api_base=args.api_base)
-    graph = build_strategy_graph(
-        spec, model=model, verifier=make_verifier(args.verifier, gateway=gateway), gateway=gateway, budget=budget
-    )
-    result = asyncio.run(graph.ainvoke({"question": args.question}))
-    ledger = result["ledger"]
-    total = ledger.total
+    request: dict[str, Any] = {"question": args.question}
+    if args.workflow:
+        workflow = load_workflow(args.config, args.workflow)
+        graph = workflow.build(gateway=gateway, base_dir=Path(args.config).parent)
+        if not budget.unlimited:
+            request["budget"] = budget
+    else:
+        if not args.model:
+            raise ValueError("give --model (or --workflow with --config)")
+        spec = parse_strategy(strategy_from_args(args))
+        verifier = make_verifier(args.verifier, gateway=gateway)
+        model = ModelSpec(name=args.model, api_base=args.api_base)
+        graph = build_strategy_graph(spec, model=model, verifier=verifier, gateway=gateway, budget=budget)
+    return _report(args, asyncio.run(graph.ainvoke(request)))
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    total = result["ledger"].total
     if args.json:
         payload = {
             "answer": result["answer"],
-            "strategy": result["strategy"],
+            "strategy": result.get("strategy"),
             "usage": {
                 "samples": total.samples,
                 "calls": total.calls,
@@ -111,12 +125,15 @@ def run(args: argparse.Namespace) -> int:
             "stopped_by": result["stopped_by"],
             "candidates": [c.as_dict() for c in result["candidates"]],
         }
+        if "trace" in result:
+            payload["trace"] = result["trace"]
         print(json.dumps(payload, indent=2))
     else:
         print(result["answer"] if result["answer"] is not None else "(no answer)")
+        strategy = (result.get("strategy") or {}).get("strategy", "?")
         stop = f", stopped by {result['stopped_by']}" if result["stopped_by"] else ""
         print(
-            f"[{spec.strategy}: {total.samples} samples, {total.calls} calls, "
+            f"[{strategy}: {total.samples} samples, {total.calls} calls, "
             f"{total.total_tokens} tokens, ${total.usd:.6f}{stop}]"
         )
     return 0
