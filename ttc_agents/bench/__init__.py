@@ -1,0 +1,1 @@
+"""Benchmarks that measure (never assert): orchestration overhead, accuracy against compute."""
