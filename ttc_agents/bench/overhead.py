@@ -97,9 +97,11 @@ def _clients(base_url: str) -> dict[str, Callable[[], Callable[[int], Awaitable[
 
     def graph(spec: Any) -> Callable[[], Callable[[int], Awaitable[int]]]:
         def make() -> Callable[[int], Awaitable[int]]:
+            from pydantic import SecretStr
+
             from ttc_agents import ModelSpec, build_strategy_graph
 
-            model = ModelSpec(name="openai/fake", api_base=base_url, api_key="none", max_tokens=64)
+            model = ModelSpec(name="openai/fake", api_base=base_url, api_key=SecretStr("none"), max_tokens=64)
             compiled = build_strategy_graph(spec, model=model)
 
             async def one(i: int) -> int:
