@@ -122,6 +122,21 @@ def _clients(base_url: str) -> dict[str, Callable[[], Callable[[int], Awaitable[
     }
 
 
+async def _timed(
+    factory: Callable[[], Callable[[int], Awaitable[int]]], questions: int, concurrency: int, bar: tqdm[Any]
+) -> tuple[int, float, float]:
+    """(samples, client CPU seconds, wall seconds) of one variant at one concurrency."""
+    one = factory()
+    await one(0)  # warm up imports and connections outside the measurement
+    cpu, wall = time.process_time(), time.perf_counter()
+    samples = await _drive(questions, concurrency, one, bar)
+    measured = samples, time.process_time() - cpu, time.perf_counter() - wall
+    close = getattr(one, "close", None)
+    if close is not None:
+        await close()
+    return measured
+
+
 def measure(base_url: str, questions: int, concurrencies: list[int]) -> list[dict[str, Any]]:
     """Run every variant at every concurrency; one row per (variant, concurrency)."""
     rows = []
@@ -129,21 +144,7 @@ def measure(base_url: str, questions: int, concurrencies: list[int]) -> list[dic
     with tqdm(total=len(clients) * len(concurrencies) * questions, desc="overhead", unit="q") as bar:
         for concurrency in concurrencies:
             for name, factory in clients.items():
-
-                async def run(
-                    factory: Callable[[], Callable[[int], Awaitable[int]]] = factory,
-                ) -> tuple[int, float, float]:
-                    one = factory()
-                    await one(0)  # warm up imports and connections outside the measurement
-                    cpu, wall = time.process_time(), time.perf_counter()
-                    samples = await _drive(questions, concurrency, one, bar)
-                    measured = samples, time.process_time() - cpu, time.perf_counter() - wall
-                    close = getattr(one, "close", None)
-                    if close is not None:
-                        await close()
-                    return measured
-
-                samples, cpu, wall = asyncio.run(run())
+                samples, cpu, wall = asyncio.run(_timed(factory, questions, concurrency, bar))
                 rows.append(
                     {
                         "variant": name,
