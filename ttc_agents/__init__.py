@@ -12,6 +12,7 @@ import ttc_agents._litellm  # noqa: F401  (LiteLLM's offline switches, before an
 from ttc_agents._answers import answers_equivalent, extract_answer, split_steps
 from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerEntry, LedgerSnapshot, Usage
 from ttc_agents._candidates import Candidate, Selection, aggregate_scores, select_answer, select_hierarchical
+from ttc_agents._checkpoint import CHECKPOINT_TYPES, checkpoint_serializer
 from ttc_agents._gateway import Gateway, RetryPolicy, Sample, SampleBatch, sample
 from ttc_agents._models import ModelSpec
 from ttc_agents._specs import (
@@ -29,6 +30,7 @@ from ttc_agents.verifiers import ArithmeticStepVerifier, CallableVerifier, Verif
 __version__ = "0.1.0"
 
 __all__ = [
+    "CHECKPOINT_TYPES",
     "ArithmeticStepVerifier",
     "BeamSearchSpec",
     "BestOfNSpec",
@@ -56,6 +58,7 @@ __all__ = [
     "answers_equivalent",
     "as_verifier",
     "build_strategy_graph",
+    "checkpoint_serializer",
     "extract_answer",
     "parse_strategy",
     "sample",
