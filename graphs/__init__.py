@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from langgraph.graph.state import CompiledStateGraph
-from ttc_agents.graphs.beam_search import build_beam_search_graph
-from ttc_agents.graphs.best_of_n import build_best_of_n_graph
-from ttc_agents.graphs.dvts import build_dvts_graph
-from ttc_agents.graphs.hybrid import build_hybrid_graph
-from ttc_agents.graphs.revision import build_revision_graph
 
 from ttc_agents._budget import Budget
 from ttc_agents._gateway import Gateway
 from ttc_agents._models import ModelSpec
 from ttc_agents._search import StrategyInput, StrategyOutput, StrategyState
 from ttc_agents._specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
+from ttc_agents.graphs.beam_search import build_beam_search_graph
+from ttc_agents.graphs.best_of_n import build_best_of_n_graph
+from ttc_agents.graphs.dvts import build_dvts_graph
+from ttc_agents.graphs.hybrid import build_hybrid_graph
+from ttc_agents.graphs.revision import build_revision_graph
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = [
