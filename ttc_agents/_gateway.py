@@ -233,7 +233,7 @@ class Gateway:
             results.extend(r for r in await asyncio.gather(*calls) if r is not None)
         samples = [s for r in results for s in r.samples]
         if store_key is not None and samples:
-            await self._record(store_key, results)
+            await self._record(store_key, results, spec.name)
         return samples, Usage.total(r.usage for r in results)
 
     async def _call(
@@ -295,7 +295,7 @@ class Gateway:
     async def _complete_with_retries(
         self, spec: ModelSpec, messages: list[Message], kwargs: dict[str, Any], ledger: Ledger, node: str
     ) -> Any:
-        model, api_base = self.litellm_route(spec)
+        model, api_base = await self.litellm_route(spec)
         policy = self.retry
 
         def wait(state: RetryCallState) -> float:
@@ -357,12 +357,15 @@ class Gateway:
             self._limits[key] = asyncio.Semaphore(spec.max_concurrency)
         return self._limits[key]
 
-    def litellm_route(self, spec: ModelSpec) -> tuple[str, str | None]:
-        """The LiteLLM model string and api_base for ``spec`` (resolving ``local/...`` names)."""
+    async def litellm_route(self, spec: ModelSpec) -> tuple[str, str | None]:
+        """The LiteLLM model string and api_base for ``spec`` (resolving ``local/...`` names).
+
+        A resolver may start a server, so it runs in a worker thread, off the event loop.
+        """
         prefix, _, _ = spec.name.partition("/")
         resolver = self.resolvers.get(prefix)
         if resolver is not None and spec.api_base is None:
-            return resolver(spec.name)
+            return await asyncio.to_thread(resolver, spec.name)
         return spec.name, spec.api_base
 
     def prices(self, spec: ModelSpec) -> tuple[float | None, float | None]:
@@ -424,7 +427,7 @@ class Gateway:
         ]
         return samples, usage
 
-    async def _record(self, key: str, results: list[_CallResult]) -> None:
+    async def _record(self, key: str, results: list[_CallResult], model: str) -> None:
         """Store each sample with its share of its call's usage (the prompt on the call's first)."""
         from ttc_agents._store import StoredSample
 
@@ -441,7 +444,7 @@ class Gateway:
                     prompt_tokens=result.usage.prompt_tokens if j == 0 else 0,
                     completion_tokens=share + (extra if j == 0 else 0),
                 )
-        await self.store.put_many(key, stored)
+        await self.store.put_many(key, stored, model=model)
 
 
 @dataclass(frozen=True, slots=True)
