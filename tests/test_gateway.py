@@ -145,3 +145,11 @@ async def test_scripted_provider_through_the_default_gateway() -> None:
 
     batch = await sample("scripted/arith", [{"role": "user", "content": "Problem: What is 3 * 4?"}], 4, seed=1)
     assert len(batch.samples) == 4 and batch.usage.calls == 1 and batch.usage.usd > 0
+
+
+async def test_time_budget_caps_a_hanging_call_and_names_the_limit(server: FakeOpenAIServer) -> None:
+    server.add_faults(Fault.hang(30.0))
+    ledger = Ledger(Budget(max_seconds=0.5))
+    batch = await Gateway(retry=FAST_RETRIES).sample(spec(server, timeout=20.0), MESSAGES, 2, ledger=ledger)
+    assert batch.samples == () and batch.stopped_by == "max_seconds"
+    assert ledger.total.samples == 0 and ledger.total.failed_calls == 1
