@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _clients("http://127.0.0.1:1/v1")  # import every variant's dependencies before freezing them
+    from ttc_agents.cli import freeze_after_imports
+
+    freeze_after_imports()
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(args.completion_tokens)],
         stdin=subprocess.PIPE,
