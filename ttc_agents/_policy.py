@@ -64,6 +64,9 @@ class Cost(BaseModel):
         return float(getattr(self, unit))
 
 
+_SIZE_FIELDS = ("n", "width", "attempts", "chains")
+
+
 class PolicyAction(BaseModel):
     """What the router runs: a strategy spec on a model (a key of the policy's model list)."""
 
@@ -74,8 +77,11 @@ class PolicyAction(BaseModel):
 
     @property
     def key(self) -> str:
-        """A stable name for tables and traces."""
-        spec = self.strategy.model_dump(exclude_defaults=True, exclude={"strategy"})
+        """A stable name for tables and traces: the size fields (n, width, attempts, chains) always,
+        other fields when they differ from their defaults."""
+        changed = self.strategy.model_dump(exclude_defaults=True, exclude={"strategy"})
+        sizes = self.strategy.model_dump(include=set(_SIZE_FIELDS))
+        spec = {**sizes, **changed}
         params = ",".join(f"{k}={v}" for k, v in sorted(spec.items()))
         return f"{self.model}:{self.strategy.strategy}({params})"
 
@@ -145,9 +151,11 @@ class Policy(BaseModel):
     def choose(self, bin_: int, budget: Budget | int, unit: BudgetUnit | None = None) -> PolicyEntry:
         """The action for ``bin_`` under ``budget``.
 
-        With an int, the entry fitted at the largest generation budget N <= budget (the paper's
-        table). With a :class:`Budget`, the most accurate measured action whose mean cost fits every
-        set limit (``unit`` restricts the comparison to one unit); ties go to the cheaper action.
+        With an int (a generation budget N), the most accurate table entry fitted at a budget
+        <= N (the paper's table; the smaller budget wins ties, so spending more must buy
+        accuracy), or the smallest-budget entry when none is that small. With a :class:`Budget`,
+        the most accurate measured action whose mean cost fits every set limit (``unit`` restricts
+        the comparison to one unit); ties go to the cheaper action.
         """
         if isinstance(budget, int):
             rows = [e for e in self.table if e.bin == bin_ and e.budget <= budget]
@@ -155,7 +163,7 @@ class Policy(BaseModel):
                 rows = sorted((e for e in self.table if e.bin == bin_), key=lambda e: e.budget)[:1]
             if not rows:
                 raise LookupError(f"policy has no entry for bin {bin_}")
-            return max(rows, key=lambda e: e.budget)
+            return max(rows, key=lambda e: (round(e.accuracy, 9), -e.budget, -e.cost.tokens))
         pool = [e for e in (self.candidates or self.table) if e.bin == bin_]
         if not pool:
             raise LookupError(f"policy has no entry for bin {bin_}")
@@ -215,9 +223,29 @@ def quantile_thresholds(values: Sequence[float], bins: int = N_BINS) -> list[flo
 
 
 def bin_of(statistic: float, thresholds: Sequence[float], *, higher_is_easier: bool = True) -> int:
-    """Bin 1 (easiest) to ``len(thresholds) + 1`` (hardest) of ``statistic``."""
-    above = sum(1 for cut in thresholds if statistic > cut)
-    return len(thresholds) + 1 - above if higher_is_easier else above + 1
+    """Bin 1 (easiest) to ``len(thresholds) + 1`` (hardest) of ``statistic``.
+
+    The bins are the intervals between the cut points. Ties with a cut matter because difficulty
+    statistics are often discrete (a probe score of 1.0 for many questions):
+
+    - a value equal to one cut joins the interval below it, except at the highest cut, where it
+      joins the top interval (the highest cut is often the largest value seen, e.g. 1.0);
+    - a value equal to a cut repeated in ``thresholds`` is a point mass that gets a bin of its own,
+      between the bins of the values below and above it, so that it merges with neither.
+
+    "Below" and "top" refer to the statistic's order; with ``higher_is_easier`` the top interval
+    is bin 1.
+    """
+    n = len(thresholds)
+    below = sum(1 for cut in thresholds if cut < statistic)
+    at = sum(1 for cut in thresholds if cut == statistic)
+    if at >= 2:
+        rank = below + 1 + at // 2  # rank 1 = lowest statistic ... n + 1 = highest
+    elif at == 1 and below == n - 1:
+        rank = n + 1
+    else:
+        rank = below + 1
+    return n + 2 - rank if higher_is_easier else rank
 
 
 def fit_policy(
@@ -265,7 +293,7 @@ def fit_policy(
                 for key, group in options.items()
             }
             every.extend(entries.values())
-            best_key = max(options, key=lambda k: (_accuracy(options[k]), -_mean_cost(options[k]).tokens))
+            best_key = _pick(options)
             cv = _cross_validated(options, folds)
             bon = [e for e in entries.values() if _is_weighted_best_of_n(e.action)]
             chosen = entries[best_key].model_copy(
@@ -289,12 +317,18 @@ def _is_weighted_best_of_n(action: PolicyAction) -> bool:
     return action.strategy.strategy == "best_of_n" and getattr(action.strategy, "selection", None) == "weighted"
 
 
+def _pick(options: Mapping[str, Sequence[Outcome]], only: set[str] | None = None) -> str:
+    """The most accurate action on the questions ``only`` (all when None); fewer tokens break ties."""
+    return max(options, key=lambda k: (_accuracy(options[k], only), -_mean_cost(options[k], only).tokens))
+
+
 def _accuracy(group: Sequence[Outcome], only: set[str] | None = None) -> float:
     chosen = [o for o in group if only is None or o.question_id in only]
     return sum(o.correct for o in chosen) / len(chosen) if chosen else 0.0
 
 
-def _mean_cost(group: Sequence[Outcome]) -> Cost:
+def _mean_cost(group: Sequence[Outcome], only: set[str] | None = None) -> Cost:
+    group = [o for o in group if only is None or o.question_id in only]
     n = max(len(group), 1)
     return Cost(
         samples=sum(o.cost.samples for o in group) / n,
@@ -310,7 +344,7 @@ def _cross_validated(options: Mapping[str, Sequence[Outcome]], folds: Sequence[s
     for train, test in ((folds[0], folds[1]), (folds[1], folds[0])):
         if not train or not test:
             continue
-        pick = max(options, key=lambda k: _accuracy(options[k], train))
+        pick = _pick(options, train)
         scores.append(_accuracy(options[pick], test))
     if not scores:
         return max(_accuracy(group) for group in options.values())

@@ -1,0 +1,248 @@
+"""The policy's mechanics: quantile bins, fitting the (bin, budget) table with 2-fold CV, choosing under
+a budget, splitting one total budget by marginal gain, compatibility checks, and the file format."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ttc_agents import BeamSearchSpec, BestOfNSpec, Budget, RevisionSpec, StrategySpec
+from ttc_agents._policy import (
+    POLICY_FORMAT_VERSION,
+    Cost,
+    Outcome,
+    Policy,
+    PolicyAction,
+    PolicyEntry,
+    PolicyMismatchError,
+    allocate_budgets,
+    bin_of,
+    fit_policy,
+    quantile_thresholds,
+)
+
+MODEL = "scripted/arith"
+
+
+def action(strategy: StrategySpec, model: str = MODEL) -> PolicyAction:
+    return PolicyAction(model=model, strategy=strategy)
+
+
+def entry(bin_: int, budget: int, strategy: StrategySpec, accuracy: float, tokens: float) -> PolicyEntry:
+    return PolicyEntry(
+        bin=bin_,
+        budget=budget,
+        action=action(strategy),
+        accuracy=accuracy,
+        cv_accuracy=accuracy,
+        cost=Cost(samples=budget, tokens=tokens),
+        questions=10,
+    )
+
+
+def policy_of(entries: list[PolicyEntry], **fields: object) -> Policy:
+    data: dict[str, object] = {
+        "models": [MODEL],
+        "verifier": "arithmetic",
+        "dataset": "synthetic",
+        "thresholds": [0.2, 0.4, 0.6, 0.8],
+        "table": entries,
+        "candidates": entries,
+    }
+    data.update(fields)
+    return Policy.model_validate(data)
+
+
+# --- thresholds and bins --------------------------------------------------------------------------
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1, allow_nan=False), min_size=2, max_size=60))
+def test_thresholds_are_the_inclusive_quintiles(values: list[float]) -> None:
+    expected = statistics.quantiles(values, n=5, method="inclusive")
+    assert quantile_thresholds(values) == pytest.approx(expected, abs=1e-12)
+
+
+def test_thresholds_split_distinct_values_into_equal_bins() -> None:
+    values = [i / 49 for i in range(50)]
+    cuts = quantile_thresholds(values)
+    counts = [sum(1 for v in values if bin_of(v, cuts) == b) for b in range(1, 6)]
+    assert counts == [10, 10, 10, 10, 10]
+    assert bin_of(1.0, cuts) == 1 and bin_of(0.0, cuts) == 5
+    assert bin_of(1.0, cuts, higher_is_easier=False) == 5
+    with pytest.raises(ValueError):
+        quantile_thresholds([])
+
+
+def test_discrete_statistics_keep_their_extremes_and_point_masses_apart() -> None:
+    # Many questions at probe score 1.0 and a point mass at 0.75: both get a bin of their own.
+    values = [0.3, 0.4, 0.5] + [0.75] * 5 + [0.9] * 3 + [1.0] * 5
+    cuts = quantile_thresholds(values)
+    assert cuts == [0.75, 0.75, 0.9, 1.0]
+    assert bin_of(1.0, cuts) == 1  # the easiest are bin 1, not merged with 0.9
+    assert bin_of(0.9, cuts) != bin_of(1.0, cuts)
+    assert bin_of(0.5, cuts) == 5
+    assert bin_of(0.75, cuts) not in (bin_of(0.5, cuts), bin_of(0.9, cuts))
+    # No spread at all: the middle bin.
+    assert bin_of(0.5, [0.5] * 4) == 3
+
+
+# --- fitting --------------------------------------------------------------------------------------
+
+ACTIONS = {
+    "bon": action(BestOfNSpec(n=4)),
+    "beam": action(BeamSearchSpec(n=4, width=2)),
+    "rev": action(RevisionSpec(attempts=4)),
+}
+BEST_IN_BIN = {1: "rev", 2: "rev", 3: "beam", 4: "beam", 5: "bon"}
+
+
+def synthetic_outcomes(budgets: tuple[int, ...] = (2, 4)) -> tuple[list[Outcome], dict[str, float]]:
+    """50 questions, 10 per bin; in each bin one known action is always right, the others on 1 in 4."""
+    difficulty = {f"q{i:02d}": i / 49 for i in range(50)}
+    cuts = quantile_thresholds(list(difficulty.values()))
+    outcomes = []
+    for index, (question, value) in enumerate(sorted(difficulty.items())):
+        best = BEST_IN_BIN[bin_of(value, cuts)]
+        for budget in budgets:
+            for name, act in ACTIONS.items():
+                correct = name == best or index % 4 == 0
+                cost = Cost(samples=budget, tokens=100.0 * budget * (3 if name == best else 1))
+                outcomes.append(Outcome(question, act, budget, correct, cost))
+    return outcomes, difficulty
+
+
+def test_fit_picks_the_known_best_action_per_bin_with_cross_validated_accuracy() -> None:
+    outcomes, difficulty = synthetic_outcomes()
+    policy = fit_policy(outcomes, difficulty, models=[MODEL], verifier="arithmetic", dataset="synthetic")
+    assert len(policy.table) == 10  # 5 bins x 2 budgets
+    for row in policy.table:
+        assert row.action == ACTIONS[BEST_IN_BIN[row.bin]], (row.bin, row.budget)
+        assert row.accuracy == 1.0 and row.cv_accuracy == 1.0
+        assert row.questions == 10
+        assert row.best_of_n_accuracy == (1.0 if BEST_IN_BIN[row.bin] == "bon" else pytest.approx(0.3, abs=0.11))
+        assert row.cost.tokens == 300.0 * row.budget  # the best is the expensive one: accuracy comes first
+    assert len(policy.candidates) == 30
+    assert policy.thresholds == quantile_thresholds(list(difficulty.values()))
+
+
+def test_cross_validation_exposes_a_choice_that_does_not_generalise() -> None:
+    # Two actions, each right on a different half of the bin: in-sample both score 0.5, but the
+    # action picked on one fold is the worse one on the other fold.
+    difficulty = {f"q{i}": 0.5 for i in range(10)}
+    outcomes = [
+        Outcome(q, act, 4, (i < 5) == (name == "bon"), Cost(samples=4, tokens=400))
+        for i, q in enumerate(sorted(difficulty))
+        for name, act in (("bon", ACTIONS["bon"]), ("beam", ACTIONS["beam"]))
+    ]
+    policy = fit_policy(outcomes, difficulty, models=[MODEL], verifier="arithmetic", dataset="synthetic")
+    (row,) = policy.table
+    assert row.accuracy == 0.5
+    assert row.cv_accuracy < 0.5
+
+
+def test_fit_refuses_an_empty_outcome_table() -> None:
+    with pytest.raises(ValueError, match="no outcomes"):
+        fit_policy([], {"q": 0.5}, models=[MODEL], verifier="arithmetic", dataset="synthetic")
+
+
+# --- choosing -------------------------------------------------------------------------------------
+
+
+def test_choose_with_a_generation_budget_picks_the_most_accurate_affordable_entry() -> None:
+    policy = policy_of(
+        [
+            entry(3, 1, BestOfNSpec(n=1), 0.50, 100),
+            entry(3, 2, BestOfNSpec(n=2), 0.70, 200),
+            entry(3, 4, BeamSearchSpec(n=4, width=2), 0.90, 900),
+            entry(3, 8, BestOfNSpec(n=8), 0.85, 800),
+            entry(3, 16, BestOfNSpec(n=16), 0.90, 1600),
+        ]
+    )
+    assert policy.choose(3, 1).budget == 1
+    assert policy.choose(3, 3).budget == 2
+    assert policy.choose(3, 8).budget == 4  # N=8 is affordable but less accurate than N=4
+    assert policy.choose(3, 64).budget == 4  # a tie at 0.9 goes to the smaller budget
+    assert policy.choose(3, 0).budget == 1  # nothing that small: the cheapest
+    with pytest.raises(LookupError):
+        policy.choose(1, 8)
+
+
+def test_choose_with_a_token_budget_picks_the_most_accurate_action_that_fits() -> None:
+    policy = policy_of(
+        [
+            entry(2, 4, BestOfNSpec(n=4), 0.70, 400),
+            entry(2, 4, BeamSearchSpec(n=4, width=2), 0.80, 1200),
+            entry(2, 8, BestOfNSpec(n=8), 0.80, 800),
+            entry(2, 8, RevisionSpec(attempts=8), 0.95, 3000),
+        ]
+    )
+    assert policy.choose(2, Budget(max_tokens=500)).action.strategy == BestOfNSpec(n=4)
+    assert policy.choose(2, Budget(max_tokens=1300)).action.strategy == BestOfNSpec(n=8)  # ties: cheaper
+    assert policy.choose(2, Budget(max_tokens=5000)).action.strategy == RevisionSpec(attempts=8)
+    assert policy.choose(2, Budget(max_tokens=100)).cost.tokens == 400  # nothing fits: the cheapest
+    assert policy.choose(2, Budget(max_samples=4, max_tokens=5000), unit="samples").budget == 4
+
+
+# --- one total budget over many questions ---------------------------------------------------------
+
+
+def test_allocate_budgets_never_overspends_and_favours_the_medium_bin() -> None:
+    curves = {
+        1: [0.95, 0.96, 0.96, 0.96],  # easy: saturated
+        3: [0.30, 0.55, 0.75, 0.90],  # medium: every doubling pays
+        5: [0.00, 0.00, 0.02, 0.02],  # hopeless: flat
+    }
+    entries = [
+        entry(bin_, n, BestOfNSpec(n=n), accuracy, 100.0 * n)
+        for bin_, accuracies in curves.items()
+        for n, accuracy in zip((1, 2, 4, 8), accuracies, strict=True)
+    ]
+    policy = policy_of(entries)
+    bins = [1, 1, 3, 3, 5, 5]
+    for total in (0, 150, 600, 1000, 2200, 5000, 100_000):
+        chosen = allocate_budgets(bins, policy, total, "tokens")
+        assert sum(e.cost.tokens for e in chosen if e is not None) <= total
+    chosen = allocate_budgets(bins, policy, 2200, "tokens")
+    spend = [e.cost.tokens if e is not None else 0.0 for e in chosen]
+    assert spend[2] == spend[3] == 800  # the medium questions get the most
+    assert max(spend[0], spend[1], spend[4], spend[5]) < 800
+    assert spend[4] == spend[5] == 100  # the hopeless ones stay at the cheapest
+    assert all(e is None for e in allocate_budgets(bins, policy, 50, "tokens"))
+
+
+# --- compatibility and the file -------------------------------------------------------------------
+
+
+def test_check_compatible_refuses_other_models_or_verifier_unless_forced() -> None:
+    policy = policy_of([entry(1, 1, BestOfNSpec(n=1), 0.9, 100)])
+    policy.check_compatible([MODEL], "arithmetic")
+    with pytest.raises(PolicyMismatchError, match="models"):
+        policy.check_compatible(["openai/gpt-4o-mini"], "arithmetic")
+    with pytest.raises(PolicyMismatchError, match="verifier"):
+        policy.check_compatible([MODEL], "prm:scripted/arith")
+    policy.check_compatible(["openai/gpt-4o-mini"], "prm:scripted/arith", force=True)
+
+
+def test_save_load_round_trip_and_a_wrong_format_version_is_refused(tmp_path: Path) -> None:
+    outcomes, difficulty = synthetic_outcomes()
+    policy = fit_policy(outcomes, difficulty, models=[MODEL], verifier="arithmetic", dataset="synthetic")
+    path = tmp_path / "policy.json"
+    policy.save(path)
+    assert Policy.load(path) == policy
+    data = json.loads(path.read_text())
+    data["format_version"] = POLICY_FORMAT_VERSION + 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="format_version"):
+        Policy.load(path)
+
+
+def test_action_keys_name_the_size_of_every_strategy() -> None:
+    assert action(BestOfNSpec(n=16)).key == f"{MODEL}:best_of_n(n=16)"
+    assert action(BestOfNSpec(n=4, selection="majority")).key == f"{MODEL}:best_of_n(n=4,selection=majority)"
+    assert action(BeamSearchSpec(n=8)).key == f"{MODEL}:beam_search(n=8,width=4)"
+    assert action(RevisionSpec(attempts=4)).key == f"{MODEL}:revision(attempts=4,chains=1)"
