@@ -32,7 +32,7 @@ from ttc_agents._models import ModelSpec
 from ttc_agents._policy import BudgetUnit, Policy, PolicyAction, PolicyEntry, allocate_budgets
 from ttc_agents._search import SearchContext, StrategyState
 from ttc_agents._specs import BestOfNSpec
-from ttc_agents.verifiers._base import ScoreFunction, Verifier
+from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
 
 from . import build_strategy_graph
 
@@ -134,7 +134,7 @@ class Router:
         specs = {name: ModelSpec.of(m) for name, m in (models or {}).items()}
         for name in policy.models:
             specs.setdefault(name, ModelSpec(name=name))
-        name = verifier_name if verifier_name is not None else getattr(verifier, "name", "none")
+        name = verifier_name if verifier_name is not None else as_verifier(verifier).name if verifier else "none"
         policy.check_compatible(list(specs), name, force=force)
         self.policy = policy
         self.models = specs
