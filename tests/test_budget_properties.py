@@ -18,7 +18,7 @@ from ttc_agents import (
     StrategySpec,
     build_strategy_graph,
 )
-from ttc_agents.verifiers._llm_judge import LLMJudgePRM
+from ttc_agents.verifiers import LLMJudgePRM
 
 questions = st.sampled_from(
     ["What is 12 * 7 + 5?", "What is (3 + 4) * 5 - 2?", "What is 81 / 9 + 17 * 3 - 40?", "What is 2 + 2?"]

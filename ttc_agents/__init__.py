@@ -25,7 +25,16 @@ from ttc_agents._specs import (
     parse_strategy,
 )
 from ttc_agents.graphs import build_strategy_graph
-from ttc_agents.verifiers import ArithmeticStepVerifier, CallableVerifier, Verifier, as_verifier
+from ttc_agents.verifiers import (
+    ArithmeticStepVerifier,
+    CallableVerifier,
+    LLMJudgeORM,
+    LLMJudgePRM,
+    RewardModelVerifier,
+    Verifier,
+    as_verifier,
+    make_verifier,
+)
 
 __version__ = "0.1.0"
 
@@ -41,12 +50,15 @@ __all__ = [
     "DVTSSpec",
     "Gateway",
     "HybridSpec",
+    "LLMJudgeORM",
+    "LLMJudgePRM",
     "Ledger",
     "LedgerEntry",
     "LedgerSnapshot",
     "ModelSpec",
     "RetryPolicy",
     "RevisionSpec",
+    "RewardModelVerifier",
     "Sample",
     "SampleBatch",
     "Selection",
@@ -60,6 +72,7 @@ __all__ = [
     "build_strategy_graph",
     "checkpoint_serializer",
     "extract_answer",
+    "make_verifier",
     "parse_strategy",
     "sample",
     "select_answer",
