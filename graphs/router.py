@@ -40,11 +40,16 @@ __all__ = ["Router", "RouterInput", "RouterOutput", "RouterState", "build_router
 
 
 class RouterInput(TypedDict, total=False):
-    """The question, optional earlier turns and budget; a precomputed estimate or action is honoured."""
+    """The question, optional earlier turns and budget; a precomputed estimate or action is honoured.
+
+    ``generation_budget`` (the paper's N) picks the policy's table entry for N instead of the
+    cost-based lookup; the hard limits in ``budget`` still hold.
+    """
 
     question: Required[str]
     context: list[dict[str, Any]]
     budget: Budget | dict[str, Any] | None
+    generation_budget: int | None
     estimate: DifficultyEstimate | None
     action: PolicyEntry | None
 
@@ -64,6 +69,7 @@ class RouterState(RouterOutput, total=False):
     question: str
     context: list[dict[str, Any]]
     budget: Budget | dict[str, Any] | None
+    generation_budget: int | None
     estimate: DifficultyEstimate | None
     action: PolicyEntry | None
 
@@ -202,8 +208,14 @@ class Router:
             assert estimate_ is not None
             left = remaining(ledger.budget, ledger.total, ledger.elapsed())
             given = state.get("action")
+            generations = state.get("generation_budget")
             if given is not None:
                 entry, why = given, "allocated by the batch router"
+            elif generations is not None:
+                entry = policy.choose(estimate_.bin, generations)
+                why = (
+                    f"the policy's most accurate setting for bin {estimate_.bin} at generation budget N<={generations}"
+                )
             elif left is None:
                 return {
                     "action": None,
