@@ -32,7 +32,7 @@ def build_hybrid_graph(
     budget: Budget | None = None,
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the hybrid graph: ``spec.shape`` = (P chains, S attempts each)."""
-    return build_revision_graph(
+    graph: CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput] = build_revision_graph(
         spec.as_revision(),
         model=model,
         verifier=verifier,
@@ -41,3 +41,4 @@ def build_hybrid_graph(
         budget=budget,
         name="hybrid",
     )
+    return graph
