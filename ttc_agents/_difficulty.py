@@ -49,7 +49,8 @@ class DifficultyEstimate:
 class DifficultyEstimator(Protocol):
     """Assigns a difficulty bin; model calls it makes are booked in ``ledger``."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def estimate(self, ctx: SearchContext, state: StrategyState, ledger: Ledger) -> DifficultyEstimate: ...
 
