@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "ttc_agents.prompts",
     "ttc_agents.verifiers",
     "ttc_agents.testing",
+    "ttc_agents.integrations",
 ]
 
 
