@@ -1,0 +1,1112 @@
+"""Batch runs: many questions through one graph or workflow, streamed to JSON Lines, resumable.
+
+::
+
+    from pathlib import Path
+    from ttc_agents import Budget
+    from ttc_agents._workflow import load_workflow
+    from ttc_agents.integrations.batch import abatch, run_batch
+
+    workflow = load_workflow("workflows.yaml", "math-support")
+    summary = await run_batch(Path("questions.jsonl"), workflow, out="answers.jsonl",
+                              max_concurrency=16, total_budget=Budget(max_usd=5))
+    records = await abatch(["What is 2 + 3?", "What is 7 * 8?"], workflow)   # in memory, input order
+
+Input
+    A JSONL file (pass a :class:`~pathlib.Path`) or any iterable / async iterable of
+    :class:`BatchItem`, question strings or row mappings. A row has ``question`` (required), ``id``
+    (a string or an integer; default: the line number, or the 1-based position for iterables),
+    ``answer`` (a reference for grading; a GSM8K ``"... #### 72"`` answer grades against ``72``)
+    and ``context`` (earlier turns as ``{role, content}`` messages); other fields are kept as
+    metadata and echoed in the record. A bad line (invalid JSON, no question, a mistyped field, an id
+    that repeats an earlier one) becomes an error record naming the line; with ``strict=True`` it
+    fails the run instead (for a file, before anything runs).
+
+Output
+    One JSON object per line, written as each item finishes (so in completion order, not input
+    order), with ONE ``write`` + ``flush`` per line from the event loop's single thread. An answered
+    item: ``id``, ``question``, ``answer``, ``stopped_by``, ``usage`` (the ledger total: samples,
+    calls, prompt/completion tokens, USD, FLOPs), ``strategy``, ``trace`` (router workflows),
+    ``correct`` (when the input had an answer; :func:`~ttc_agents.answers_equivalent`),
+    ``seconds`` and ``metadata`` (when the input had extra fields). A failed item: ``id``,
+    ``question``, ``error`` (``"<type>: <message>"``) and, when it ran under a total budget,
+    ``charged``: what the total counted for it (its whole hard budget, since its real spend is
+    lost with the exception). One failing item never stops the others.
+
+Budgets
+    ``per_item_budget`` is every item's hard budget (default: the workflow's ``budget``).
+    ``total_budget`` (default: the workflow's ``batch_budget``) is never exceeded by the items of a
+    run: each item starts only with a hard budget carved out of what is left of the total (its
+    per-item budget, or an equal share ``left / max_concurrency`` of a quantity the per-item budget
+    leaves unlimited) and gives back what it did not spend when it finishes. A per-item budget that
+    does not fit waits for running items to give budget back; with nothing running the item gets
+    what is left, so the last items may run with less than their per-item budget. A share too
+    small to pay for a single call (the item spent nothing and a pooled limit stopped it) is tried
+    once more with all that is left, when nothing else runs. An item the total cannot fund gets the
+    error record ``BatchBudgetExhausted: batch budget exhausted (...)``: it is never lost, and
+    ``retry_errors`` runs it again under a larger total. A failed item is charged its whole share.
+    With a router workflow (a policy) and a total budget in samples, tokens, USD or FLOPs, items go
+    in windows of ``policy_window``: every item of a window is estimated first (the probes' spend
+    comes off the total), then the window's share of what is left (in proportion to the items still
+    to run, when their number is known: a file or a list) is split by the policy's greedy marginal
+    gain (:func:`~ttc_agents._policy.allocate_budgets`), as :meth:`Router.abatch
+    <ttc_agents.graphs.router.Router.abatch>` does for one list, and each item runs its allocated
+    setting with the probe's spend plus its allocation as its hard budget.
+
+Resume guarantee
+    With ``resume=True`` (the default) a run first reads OUT: a partial last line (a killed run's
+    unfinished write) is cut off at the last newline, and every id with a record is skipped: it is
+    not run and not paid for again; error records count as done unless ``retry_errors=True``
+    (their retry appends a new record: the LAST record of an id is the one that counts). After
+    ``kill -9`` the same command therefore finishes exactly the items without a record, and the
+    complete lines written before the kill stay byte-identical. Items that were running at the kill
+    are run again: what they spent before the kill is paid twice and is not known to the total
+    budget of the next run (at most ``max_concurrency`` per-item budgets). The spend recorded in OUT
+    (``usage`` and ``charged``) counts against ``total_budget`` in the resumed run. ``max_seconds``
+    of a total budget is per run. A second run on the same OUT while one is writing it is refused
+    (an advisory ``flock``). A first Ctrl-C lets the running items finish and write their records.
+
+Memory
+    Flat in the number of items: the input is read lazily, at most ``max_concurrency`` items (a
+    window of ``policy_window``, for the router) are in flight, and only the ids seen so far are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from pathlib import Path
+from typing import IO, Any, Protocol, Required, TypedDict
+
+from pydantic import BaseModel
+
+from ttc_agents._answers import answers_equivalent
+from ttc_agents._budget import Budget, Ledger, Usage
+from ttc_agents._difficulty import DifficultyEstimate
+from ttc_agents._gateway import Gateway
+from ttc_agents._policy import BudgetUnit, PolicyEntry, allocate_budgets
+from ttc_agents._search import StrategyState
+from ttc_agents._workflow import Workflow
+from ttc_agents.graphs.router import Router
+
+__all__ = [
+    "BadInput",
+    "BatchInputError",
+    "BatchItem",
+    "BatchOutputError",
+    "BatchRecord",
+    "BatchSummary",
+    "SupportsAInvoke",
+    "abatch",
+    "item_from_row",
+    "read_jsonl",
+    "run_batch",
+]
+
+EXHAUSTED = "batch budget exhausted"
+"""The error message of an item that could not get any of the batch's total budget."""
+
+# Budget fields a total budget holds back (seconds are a deadline instead), and what usage counts.
+_POOLED = ("max_samples", "max_tokens", "max_usd", "max_flops")
+_INTEGER = frozenset({"max_samples", "max_tokens"})
+_UNIT_FIELD: dict[BudgetUnit, str] = {
+    "samples": "max_samples",
+    "tokens": "max_tokens",
+    "usd": "max_usd",
+    "flops": "max_flops",
+}
+_KNOWN_FIELDS = frozenset({"id", "question", "answer", "context"})
+
+
+class BatchInputError(ValueError):
+    """A bad input line or item in a strict run; the message names the line."""
+
+
+class BatchOutputError(ValueError):
+    """OUT holds something that is not a batch record, so it cannot be resumed."""
+
+
+class SupportsAInvoke(Protocol):
+    """Anything run like a compiled graph: ``await graph.ainvoke({"question", ...})`` -> a mapping."""
+
+    def ainvoke(self, input: Any, config: Any = None) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One question of a batch. ``line`` is its line in the input file (1-based position otherwise)."""
+
+    id: str
+    question: str
+    context: list[dict[str, Any]] | None = None
+    answer: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BadInput:
+    """An input line or item that is not a valid question; it becomes an error record."""
+
+    id: str
+    line: int
+    error: str
+
+
+class BatchRecord(TypedDict, total=False):
+    """One line of OUT: an answered item (``answer`` ...) or a failed one (``error``)."""
+
+    id: Required[str]
+    question: str
+    answer: str | None
+    stopped_by: str | None
+    usage: dict[str, float | int] | None
+    strategy: dict[str, Any] | None
+    trace: dict[str, Any]
+    correct: bool
+    seconds: float
+    metadata: dict[str, Any]
+    error: str
+    line: int
+    charged: dict[str, float | int]
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """What a batch run did. ``graded``/``correct`` cover every item of OUT (earlier runs too)."""
+
+    out: str | None = None
+    answered: int = 0
+    errors: int = 0
+    exhausted: int = 0
+    bad_input: int = 0
+    skipped: int = 0
+    graded: int = 0
+    correct: int = 0
+    usage: Usage = field(default_factory=Usage)
+    usage_before: Usage = field(default_factory=Usage)
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> int:
+        """Records written by this run (answered plus errors)."""
+        return self.answered + self.errors
+
+    @property
+    def accuracy(self) -> float | None:
+        """Correct over graded, None when nothing was graded."""
+        return self.correct / self.graded if self.graded else None
+
+    @property
+    def items_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as ``ttc batch --json`` prints it."""
+        return {
+            "out": self.out,
+            "answered": self.answered,
+            "errors": self.errors,
+            "exhausted": self.exhausted,
+            "bad_input": self.bad_input,
+            "skipped": self.skipped,
+            "graded": self.graded,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "usage": self.usage.as_dict(),
+            "usage_before": self.usage_before.as_dict(),
+            "seconds": self.seconds,
+            "items_per_second": self.items_per_second,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------------
+
+
+def item_from_row(data: Any, line: int, where: str = "line") -> BatchItem | BadInput:
+    """A :class:`BatchItem` from one parsed row, or a :class:`BadInput` saying what is wrong there."""
+    label = f"{where} {line}"
+    if not isinstance(data, Mapping):
+        return BadInput(str(line), line, f"{label}: expected a JSON object, got {type(data).__name__}")
+    raw_id = data.get("id")
+    if raw_id is None:
+        item_id = str(line)
+    elif isinstance(raw_id, int | str) and not isinstance(raw_id, bool) and str(raw_id).strip():
+        item_id = str(raw_id)
+    else:
+        return BadInput(str(line), line, f"{label}: field 'id': must be a non-empty string or an integer")
+
+    def bad(what: str) -> BadInput:
+        return BadInput(item_id, line, f"{label}: {what}")
+
+    question = data.get("question")
+    if question is None:
+        return bad("field 'question': required")
+    if not isinstance(question, str) or not question.strip():
+        return bad("field 'question': must be a non-empty string")
+    answer = data.get("answer")
+    if answer is not None:
+        if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+            return bad(f"field 'answer': must be a string or a number, got {type(answer).__name__}")
+        answer = answer if isinstance(answer, str) else json.dumps(answer)
+        if "####" in answer:  # GSM8K: reasoning, then "#### 72"
+            answer = answer.rsplit("####", 1)[1]
+        answer = answer.strip()
+        if not answer:
+            return bad("field 'answer': must not be empty")
+    context = data.get("context")
+    if context is not None:
+        if not isinstance(context, list) or not all(
+            isinstance(m, Mapping) and isinstance(m.get("role"), str) and "content" in m for m in context
+        ):
+            return bad("field 'context': must be a list of {role, content} messages")
+        context = [dict(m) for m in context]
+    metadata = {k: v for k, v in data.items() if k not in _KNOWN_FIELDS}
+    return BatchItem(item_id, question, context, answer, metadata, line)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[BatchItem | BadInput]:
+    """The items of a JSONL file, read lazily; blank lines are skipped, bad ones come as :class:`BadInput`."""
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield BadInput(str(number), number, f"line {number}: not UTF-8 text (byte {exc.start})")
+                continue
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield BadInput(str(number), number, f"line {number}: invalid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            yield item_from_row(data, number)
+
+
+InputItem = BatchItem | BadInput | str | Mapping[str, Any]
+"""What an iterable of items may hold: items, question strings or rows."""
+
+BatchInput = Iterable[InputItem] | AsyncIterable[InputItem] | os.PathLike[str]
+"""A JSONL file (a path object; not a plain string), or an iterable / async iterable of items."""
+
+
+def _coerce(entry: InputItem, position: int) -> BatchItem | BadInput:
+    if isinstance(entry, BatchItem):
+        return entry if entry.line else replace(entry, line=position)
+    if isinstance(entry, BadInput):
+        return entry
+    if isinstance(entry, str):
+        return item_from_row({"question": entry}, position, "item")
+    return item_from_row(entry, position, "item")
+
+
+async def _entries(items: BatchInput) -> AsyncIterator[BatchItem | BadInput]:
+    if isinstance(items, os.PathLike):
+        for entry in read_jsonl(items):
+            yield entry
+    elif isinstance(items, AsyncIterable):
+        position = 0
+        async for raw in items:
+            position += 1
+            yield _coerce(raw, position)
+    else:
+        for position, raw in enumerate(items, start=1):
+            yield _coerce(raw, position)
+
+
+class _Ids:
+    """Catches ids that repeat: the repeat becomes a bad input with an id of its own."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.seen: dict[str, int] = {}
+
+    def check(self, entry: BatchItem | BadInput) -> BatchItem | BadInput:
+        if entry.id in self.seen:
+            first = self.seen[entry.id]
+            entry = BadInput(
+                f"{entry.id}@{self.where}{entry.line}",
+                entry.line,
+                f"{self.where} {entry.line}: id {entry.id!r} repeats {self.where} {first}",
+            )
+        self.seen[entry.id] = entry.line
+        return entry
+
+
+# ---------------------------------------------------------------------------------------------
+# Output: what an earlier run wrote, and writing records
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Previous:
+    """What OUT held when the run started."""
+
+    done: set[str] = field(default_factory=set)
+    usage: Usage = field(default_factory=Usage)
+    charged: dict[str, float] = field(default_factory=dict)
+    graded: int = 0
+    correct: int = 0
+
+
+_USAGE_FIELDS = frozenset(Usage.__dataclass_fields__)
+
+
+def _scan_output(path: Path, *, retry_errors: bool) -> _Previous:
+    """Read OUT for a resumed run; a partial last line is cut off at the last newline."""
+    previous = _Previous()
+    if not path.exists():
+        return previous
+    last: dict[str, tuple[bool, bool | None]] = {}  # id -> (is an error, correct) of its LAST record
+    with open(path, "r+b") as file:
+        complete = 0
+        for number, raw in enumerate(file, start=1):
+            if not raw.endswith(b"\n"):
+                break  # a killed run's unfinished write
+            complete += len(raw)
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                record_id = record["id"]
+                if not isinstance(record_id, str):
+                    raise TypeError("id is not a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BatchOutputError(
+                    f"{path}:{number}: not a batch record ({exc}); remove the line, or start over with --no-resume"
+                ) from exc
+            usage = record.get("usage")
+            if isinstance(usage, dict):
+                previous.usage += Usage(**{k: v for k, v in usage.items() if k in _USAGE_FIELDS})
+            for name, amount in (record.get("charged") or {}).items():
+                previous.charged[name] = previous.charged.get(name, 0.0) + float(amount)
+            correct = record.get("correct")
+            last[record_id] = ("error" in record, correct if isinstance(correct, bool) else None)
+        if file.seek(0, os.SEEK_END) > complete:
+            file.truncate(complete)
+    for record_id, (is_error, correct) in last.items():
+        if not (is_error and retry_errors):
+            previous.done.add(record_id)
+        if not is_error and correct is not None:
+            previous.graded += 1
+            previous.correct += int(correct)
+    return previous
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def _encode(record: BatchRecord) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, default=_jsonable) + "\n").encode("utf-8")
+
+
+Sink = Callable[[int, BatchRecord], None]
+"""Receives each finished record with its input line (position)."""
+
+
+def _file_sink(file: IO[bytes]) -> Sink:
+    def write(line: int, record: BatchRecord) -> None:
+        file.write(_encode(record))  # one write and one flush per line: a kill cuts at most this line
+        file.flush()
+
+    return write
+
+
+# ---------------------------------------------------------------------------------------------
+# The total budget
+# ---------------------------------------------------------------------------------------------
+
+
+def _amounts(usage: Usage) -> dict[str, float]:
+    """Usage in the budget's terms (``max_tokens`` counts prompt and completion tokens)."""
+    return {
+        "max_samples": usage.samples,
+        "max_tokens": usage.total_tokens,
+        "max_usd": usage.usd,
+        "max_flops": usage.flops,
+    }
+
+
+def _make_budget(values: Mapping[str, float | None]) -> Budget:
+    """A budget from positive amounts (integer fields rounded down); other values are dropped."""
+    kept: dict[str, float | int] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in _INTEGER:
+            value = math.floor(value)
+        if value > 0:
+            kept[name] = value
+    return Budget.model_validate(kept)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """The share of the total that one item holds while it runs."""
+
+    amounts: dict[str, float]
+    seconds: float | None
+    whole: bool = False  # all that was left, with nothing else running
+
+
+class _BudgetPool:
+    """A batch's total budget. Every running item holds its hard budget and gives back the rest."""
+
+    def __init__(self, total: Budget, *, slots: int, spent_before: Mapping[str, float]) -> None:
+        self.limits = {name: float(getattr(total, name)) for name in _POOLED if getattr(total, name) is not None}
+        self.spent = {name: float(spent_before.get(name, 0.0)) for name in self.limits}
+        self.held = dict.fromkeys(self.limits, 0.0)
+        self.deadline = None if total.max_seconds is None else time.monotonic() + total.max_seconds
+        self.slots = slots
+        self.holders = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def left(self, name: str) -> float:
+        value = self.limits[name] - self.spent[name] - self.held[name]
+        return math.floor(value) if name in _INTEGER else value
+
+    def exhausted_reason(self) -> str:
+        for name, limit in self.limits.items():
+            if self.left(name) <= 0:
+                return f"{EXHAUSTED} ({name}: {self.spent[name]:g} of {limit:g} spent)"
+        return f"{EXHAUSTED} (max_seconds)"
+
+    async def acquire(self, want: Budget | Mapping[str, float | None] | None) -> _Grant | None:
+        """Hold ``want`` of each pooled quantity (None: an equal share ``left / slots`` of what is
+        left; ``math.inf``: all of it), waiting for running items to give budget back when it does
+        not fit. With nothing running: what is left when ``want`` does not fit, None when nothing is."""
+        wanted: Mapping[str, float | None] = (
+            {} if want is None else want.model_dump() if isinstance(want, Budget) else want
+        )
+        while True:
+            grant, wait = self._try(wanted)
+            if not wait:
+                return grant
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _try(self, wanted: Mapping[str, float | None]) -> tuple[_Grant | None, bool]:
+        amounts: dict[str, float] = {}
+        whole = self.holders == 0
+        for name in self.limits:
+            left = self.left(name)
+            amount = wanted.get(name)
+            if amount is None:
+                amount = left / self.slots
+            if name in _INTEGER and math.isfinite(amount):
+                amount = max(1, math.floor(amount))
+            if left <= 0 or amount > left:
+                if self.holders > 0:
+                    return None, True
+                if left <= 0:
+                    return None, False
+                amount = left
+            whole = whole and amount >= left
+            amounts[name] = amount
+        seconds = None
+        if self.deadline is not None:
+            seconds = self.deadline - time.monotonic()
+            if seconds <= 0:
+                return None, False
+        for name, amount in amounts.items():
+            self.held[name] += amount
+        self.holders += 1
+        return _Grant(amounts, seconds, whole), False
+
+    def release(self, grant: _Grant, spent: Mapping[str, float] | None) -> None:
+        """Give ``grant`` back and book ``spent`` (None: the whole grant, when the real spend is unknown)."""
+        for name, amount in grant.amounts.items():
+            self.held[name] -= amount
+            self.spent[name] += amount if spent is None else spent.get(name, 0.0)
+        self.holders -= 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    graph: SupportsAInvoke
+    router: Router | None = None
+    per_item: Budget | None = None
+    total: Budget | None = None
+    unit: BudgetUnit | None = None
+
+
+def _resolve(target: Workflow | Router | SupportsAInvoke, gateway: Gateway | None, base_dir: Any) -> _Target:
+    if isinstance(target, Workflow):
+        per_item = None if target.budget.unlimited else target.budget
+        if target.policy is not None:
+            router = target.router(gateway=gateway, base_dir=base_dir)
+            return _Target(router.graph, router, per_item, target.batch_budget, target.budget_unit or router.unit)
+        return _Target(target.build(gateway=gateway, base_dir=base_dir), None, per_item, target.batch_budget)
+    if isinstance(target, Router):
+        budget = target.ctx.budget
+        return _Target(target.graph, target, None if budget is None or budget.unlimited else budget, None, target.unit)
+    if callable(getattr(target, "ainvoke", None)):
+        return _Target(target)
+    raise TypeError(f"expected a Workflow, a Router or a graph with ainvoke, got {type(target).__name__}")
+
+
+def _policy_unit(router: Router | None, preferred: BudgetUnit | None, total: Budget | None) -> BudgetUnit | None:
+    """The unit the router's batch allocation works in: the workflow's when the total limits it."""
+    if router is None or total is None:
+        return None
+    units: tuple[BudgetUnit, ...] = ("tokens", "usd", "samples", "flops")
+    limited = [unit for unit in units if getattr(total, _UNIT_FIELD[unit]) is not None]
+    if not limited:
+        return None
+    return preferred if preferred in limited else limited[0]
+
+
+def _usage_of(result: Any) -> Usage | None:
+    if not isinstance(result, Mapping):
+        raise TypeError(f"the graph returned {type(result).__name__}, expected a mapping with 'answer'")
+    ledger = result.get("ledger")
+    return None if ledger is None else ledger.total
+
+
+def _starved(usage: Usage | None, stopped_by: Any) -> bool:
+    """Whether a run's share of the total could not pay for a single call (it spent nothing, and a
+    pooled limit stopped it)."""
+    return usage is not None and usage.calls == 0 and usage.samples == 0 and stopped_by in _POOLED
+
+
+def _grade(answer: str | None, reference: str) -> bool:
+    if answer is None:
+        return False
+    try:
+        return answers_equivalent(answer, reference)
+    except Exception:
+        return False
+
+
+def _error_text(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class _Probed:
+    """A router item after its difficulty estimate."""
+
+    item: BatchItem
+    estimate: DifficultyEstimate
+    spent: Usage
+    started: float
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int | None) -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="q", dynamic_ncols=True, smoothing=0.05)
+
+    def update(self, usage: Usage, errors: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"{usage.samples} samples, {usage.total_tokens:,} tok, ${usage.usd:.4f}, {errors} err", refresh=False
+            )
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Batch:
+    """One run: reads items, runs them with bounded concurrency, hands every record to the sink."""
+
+    def __init__(
+        self,
+        target: _Target,
+        sink: Sink,
+        *,
+        max_concurrency: int,
+        per_item: Budget | None,
+        total: Budget | None,
+        previous: _Previous,
+        strict: bool,
+        expected: int | None,
+        policy_window: int,
+        summary: BatchSummary,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if policy_window < 1:
+            raise ValueError(f"policy_window must be at least 1, got {policy_window}")
+        self.target = target
+        self.sink = sink
+        self.max_concurrency = max_concurrency
+        self.per_item = per_item
+        self.done = previous.done
+        self.strict = strict
+        self.pending = expected
+        self.policy_window = policy_window
+        self.summary = summary
+        self.unit = _policy_unit(target.router, target.unit, total)
+        self.pool: _BudgetPool | None = None
+        if total is not None and not total.unlimited:
+            spent = _amounts(previous.usage)
+            for name, amount in previous.charged.items():
+                spent[name] = spent.get(name, 0.0) + amount
+            self.pool = _BudgetPool(total, slots=max_concurrency, spent_before=spent)
+        self.progress = _Progress(False, None)
+
+    async def run(
+        self,
+        entries: AsyncIterator[BatchItem | BadInput],
+        *,
+        where: str,
+        progress: bool,
+        progress_total: int | None = None,
+    ) -> None:
+        self.progress = _Progress(progress, progress_total if progress_total is not None else self.pending)
+        try:
+            runnable = self._runnable(entries, where)
+            if self.unit is not None:
+                await self._run_routed_windows(runnable)
+            else:
+                await self._run_each(runnable)
+        finally:
+            self.progress.close()
+
+    async def _runnable(self, entries: AsyncIterator[BatchItem | BadInput], where: str) -> AsyncIterator[BatchItem]:
+        """The items to run: bad input becomes an error record (or stops a strict run), done ids are skipped."""
+        ids = _Ids(where)
+        async for raw in entries:
+            entry = ids.check(raw)
+            if entry.id in self.done:
+                self.summary.skipped += 1
+            elif isinstance(entry, BadInput):
+                if self.strict:
+                    raise BatchInputError(entry.error)
+                self.summary.bad_input += 1
+                self._write(
+                    entry.line, {"id": entry.id, "line": entry.line, "error": f"BatchInputError: {entry.error}"}
+                )
+            else:
+                yield entry
+
+    # -- records ------------------------------------------------------------------------------
+
+    def _write(self, line: int, record: BatchRecord) -> None:
+        if "error" in record:
+            self.summary.errors += 1
+        else:
+            self.summary.answered += 1
+        self.sink(line, record)
+        self.progress.update(self.summary.usage, self.summary.errors)
+
+    def _fail(self, item: BatchItem, error: str, charged: Mapping[str, float] | None = None) -> None:
+        record: BatchRecord = {"id": item.id, "question": item.question, "error": error}
+        if charged:
+            record["charged"] = {k: int(v) if k in _INTEGER else v for k, v in charged.items()}
+        self._write(item.line, record)
+
+    def _exhausted(self, item: BatchItem, starved: _Grant | None = None) -> None:
+        """The error record of an item the total could not fund (``starved``: its share was too small)."""
+        assert self.pool is not None
+        self.summary.exhausted += 1
+        if starved is None:
+            reason = self.pool.exhausted_reason()
+        else:
+            share = ", ".join(f"{name} {amount:g}" for name, amount in starved.amounts.items())
+            reason = f"{EXHAUSTED} (its share, {share}, could not pay for one call)"
+        self._fail(item, f"BatchBudgetExhausted: {reason}")
+
+    async def _answered(self, item: BatchItem, result: Mapping[str, Any], usage: Usage | None, started: float) -> None:
+        answer = result.get("answer")
+        record: BatchRecord = {
+            "id": item.id,
+            "question": item.question,
+            "answer": answer,
+            "stopped_by": result.get("stopped_by"),
+            "usage": None if usage is None else usage.as_dict(),
+            "strategy": result.get("strategy"),
+        }
+        if result.get("trace") is not None:
+            record["trace"] = result["trace"]
+        if item.answer is not None:
+            correct = await asyncio.to_thread(_grade, answer, item.answer)
+            record["correct"] = correct
+            self.summary.graded += 1
+            self.summary.correct += int(correct)
+        record["seconds"] = round(time.perf_counter() - started, 4)
+        if item.metadata:
+            record["metadata"] = item.metadata
+        if usage is not None:
+            self.summary.usage += usage
+        self._write(item.line, record)
+
+    def _request(self, item: BatchItem, budget: Budget | None) -> dict[str, Any]:
+        request: dict[str, Any] = {"question": item.question}
+        if item.context is not None:
+            request["context"] = item.context
+        if budget is not None:
+            request["budget"] = budget
+        return request
+
+    # -- a graph per item (a fixed strategy, or the router answering each question alone) -----
+
+    async def _run_each(self, items: AsyncIterator[BatchItem]) -> None:
+        slots = asyncio.Semaphore(self.max_concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slots.release()
+
+        try:
+            async for item in items:
+                await slots.acquire()
+                task = asyncio.create_task(self._run_item(item))
+                running.add(task)
+                task.add_done_callback(finished)
+        finally:
+            # A strict stop, or a first Ctrl-C (cancellation), lets running items finish and write.
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def _item_budget(self, grant: _Grant, paid: Usage | None = None) -> Budget:
+        """An item's hard budget: the per-item limits, with the pooled ones replaced by ``grant``
+        (plus what the item already ``paid`` for, which its ledger counts again)."""
+        fields: dict[str, float | None] = self.per_item.model_dump() if self.per_item is not None else {}
+        before = _amounts(paid) if paid is not None else {}
+        for name, amount in grant.amounts.items():
+            fields[name] = amount + before.get(name, 0.0)
+        seconds = [s for s in (grant.seconds, fields.get("max_seconds")) if s is not None]
+        fields["max_seconds"] = min(seconds) if seconds else None
+        return _make_budget(fields)
+
+    async def _funded(self, item: BatchItem, attempt: Callable[[_Grant], Awaitable[bool]]) -> None:
+        """Run ``attempt`` under a share of the total. A share too small for one call (``attempt``
+        returns False) is tried once more with all that is left, when nothing else runs; then the
+        item is out of budget."""
+        assert self.pool is not None
+        want: Budget | Mapping[str, float | None] | None = self.per_item
+        while True:
+            grant = await self.pool.acquire(want)
+            if grant is None:
+                self._exhausted(item)
+                return
+            if await attempt(grant):
+                return
+            if grant.whole:
+                self._exhausted(item, grant)
+                return
+            want = dict.fromkeys(self.pool.limits, math.inf)
+
+    async def _run_item(self, item: BatchItem) -> None:
+        started = time.perf_counter()
+        graph = self.target.graph
+        if self.pool is None:
+            await self._invoke(item, graph, self._request(item, self.per_item), None, started)
+            return
+
+        async def attempt(grant: _Grant) -> bool:
+            return await self._invoke(item, graph, self._request(item, self._item_budget(grant)), grant, started)
+
+        await self._funded(item, attempt)
+
+    async def _invoke(
+        self,
+        item: BatchItem,
+        graph: SupportsAInvoke,
+        request: dict[str, Any],
+        grant: _Grant | None,
+        started: float,
+        already_spent: Usage | None = None,
+    ) -> bool:
+        """Run one graph call and write its record; an exception becomes the item's error record,
+        never the batch's. False, with nothing written, when ``grant`` could not pay for one call."""
+        try:
+            result = await graph.ainvoke(request)
+            usage = _usage_of(result)
+        except Exception as exc:
+            if grant is not None and self.pool is not None:
+                self.pool.release(grant, None)
+            charged = dict(grant.amounts) if grant is not None else {}
+            if already_spent is not None and self.pool is not None:
+                for name, amount in _amounts(already_spent).items():
+                    if name in self.pool.limits:
+                        charged[name] = charged.get(name, 0.0) + amount
+            self._fail(item, _error_text(exc), charged)
+            return True
+        except BaseException:
+            if grant is not None and self.pool is not None:
+                self.pool.release(grant, None)
+            raise
+        if grant is not None and self.pool is not None:
+            if usage is None:
+                self.pool.release(grant, None)
+            else:
+                spent = _amounts(usage)
+                if already_spent is not None:
+                    before = _amounts(already_spent)
+                    spent = {name: amount - before[name] for name, amount in spent.items()}
+                self.pool.release(grant, spent)
+            if already_spent is None and _starved(usage, result.get("stopped_by")):
+                return False
+        await self._answered(item, result, usage, started)
+        return True
+
+    # -- the router under a total budget: estimate a window, allocate, run --------------------
+
+    async def _run_routed_windows(self, items: AsyncIterator[BatchItem]) -> None:
+        window: list[BatchItem] = []
+        async for item in items:
+            window.append(item)
+            if len(window) >= self.policy_window:
+                await self._run_window(window)
+                window = []
+        if window:
+            await self._run_window(window)
+
+    async def _bounded(self, coroutines: Iterable[Awaitable[Any]]) -> list[Any]:
+        limit = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(coroutine: Awaitable[Any]) -> Any:
+            async with limit:
+                return await coroutine
+
+        return await asyncio.gather(*(one(c) for c in coroutines))
+
+    async def _run_window(self, window: list[BatchItem]) -> None:
+        assert self.pool is not None and self.unit is not None and self.target.router is not None
+        probed: list[_Probed] = [p for p in await self._bounded(self._estimate(item) for item in window) if p]
+        left = max(0.0, self.pool.left(_UNIT_FIELD[self.unit]))
+        share = left if self.pending is None else left * len(window) / max(self.pending, len(window))
+        if self.pending is not None:
+            self.pending = max(0, self.pending - len(window))
+        bins = [p.estimate.bin for p in probed]
+        entries = allocate_budgets(bins, self.target.router.policy, share, self.unit) if probed else []
+        await self._bounded(self._run_allocated(p, e) for p, e in zip(probed, entries, strict=True))
+
+    async def _estimate(self, item: BatchItem) -> _Probed | None:
+        """The item's difficulty estimate under a share of the total (None: an error record is written)."""
+        assert self.pool is not None and self.target.router is not None
+        router, pool = self.target.router, self.pool
+        started = time.perf_counter()
+        state: StrategyState = {"question": item.question, "context": item.context or []}
+        probed: list[_Probed] = []
+
+        async def attempt(grant: _Grant) -> bool:
+            ledger = Ledger(budget=self._item_budget(grant))
+            try:
+                estimate = await router.estimator.estimate(router.ctx, state, ledger)
+            except Exception as exc:
+                pool.release(grant, None)
+                self._fail(item, _error_text(exc), grant.amounts)
+                return True
+            except BaseException:
+                pool.release(grant, None)
+                raise
+            snapshot = ledger.snapshot()
+            pool.release(grant, _amounts(snapshot.total))
+            if _starved(snapshot.total, snapshot.stopped_by):
+                return False
+            probed.append(_Probed(item, replace(estimate, spent=snapshot), snapshot.total, started))
+            return True
+
+        await self._funded(item, attempt)
+        return probed[0] if probed else None
+
+    async def _run_allocated(self, probed: _Probed, entry: PolicyEntry | None) -> None:
+        """Run the router with the allocated setting; the item's budget includes its probe's spend."""
+        assert self.pool is not None and self.unit is not None and self.target.router is not None
+        unit_field = _UNIT_FIELD[self.unit]
+        probe = _amounts(probed.spent)
+        per_item = self.per_item.model_dump() if self.per_item is not None else {}
+        grant = None
+        if entry is not None:
+            # The probe is paid: hold the allocated setting's cost, and what the per-item budget leaves.
+            want: dict[str, float | None] = {}
+            for name in self.pool.limits:
+                per = per_item.get(name)
+                want[name] = None if per is None else per - probe[name]
+            cost = entry.cost.in_unit(self.unit)
+            per_left = want[unit_field]
+            want[unit_field] = cost if per_left is None else min(cost, per_left)
+            if all(value is None or value > 0 for value in want.values()):
+                grant = await self.pool.acquire(want)
+        if grant is None:  # nothing beyond the probe: the router answers from the probe samples
+            budget = _make_budget({unit_field: max(probe[unit_field], 1 if unit_field in _INTEGER else 1e-12)})
+        else:
+            budget = self._item_budget(grant, paid=probed.spent)
+        request = self._request(probed.item, budget)
+        request["estimate"] = probed.estimate
+        request["action"] = entry if grant is not None else None
+        await self._invoke(probed.item, self.target.router.graph, request, grant, probed.started, probed.spent)
+
+
+def _count_pending(items: BatchInput, done: set[str], *, strict: bool, where: str) -> tuple[int, int] | None:
+    """Items still to run and bad ones still to record, when that can be known without consuming
+    the input; a strict run's first bad line fails here, before anything runs."""
+    if isinstance(items, os.PathLike):
+        entries: Iterable[BatchItem | BadInput] = read_jsonl(items)
+    elif isinstance(items, Collection) and not isinstance(items, Iterator):
+        entries = (_coerce(raw, position) for position, raw in enumerate(items, start=1))
+    else:
+        return None
+    ids = _Ids(where)
+    pending = bad = 0
+    for raw in entries:
+        entry = ids.check(raw)
+        if entry.id in done:
+            continue
+        if isinstance(entry, BadInput):
+            if strict:
+                raise BatchInputError(entry.error)
+            bad += 1
+        else:
+            pending += 1
+    return pending, bad
+
+
+def _lock(file: IO[bytes], path: Path) -> None:
+    """Refuse a second run writing the same OUT at the same time (an advisory lock, POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        raise BatchOutputError(f"{path}: another batch run is writing this file") from exc
+
+
+async def run_batch(
+    items: BatchInput,
+    target: Workflow | Router | SupportsAInvoke,
+    *,
+    out: str | os.PathLike[str],
+    max_concurrency: int = 8,
+    per_item_budget: Budget | None = None,
+    total_budget: Budget | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    retry_errors: bool = False,
+    strict: bool = False,
+    policy_window: int = 256,
+    gateway: Gateway | None = None,
+    base_dir: str | os.PathLike[str] = ".",
+) -> BatchSummary:
+    """Answer every item with ``target`` and stream one JSON record per item to ``out``.
+
+    ``items``: a JSONL file as a path object, or an iterable / async iterable of :class:`BatchItem`,
+    question strings or rows. ``target``: a :class:`~ttc_agents._workflow.Workflow` (built with
+    ``gateway`` and ``base_dir``), a :class:`~ttc_agents.graphs.router.Router`, or any compiled graph.
+    ``per_item_budget`` and ``total_budget`` default to the workflow's ``budget`` and
+    ``batch_budget``. ``resume`` skips ids already recorded in ``out`` (``retry_errors`` redoes error
+    records); without it ``out`` is overwritten. ``strict`` fails on the first bad input line
+    instead of writing an error record. See the module docstring for the record format, the budget
+    rules and the resume guarantee.
+    """
+    if isinstance(items, str | bytes):
+        raise TypeError("pass a JSONL file as a Path (a plain string would be read as characters)")
+    out_path = Path(out)
+    resolved = _resolve(target, gateway, base_dir)
+    where = "line" if isinstance(items, os.PathLike) else "item"
+    started = time.perf_counter()
+    with open(out_path, "ab") as file:  # O_APPEND: every write lands at the end, even after the cut below
+        _lock(file, out_path)
+        if resume:
+            previous = _scan_output(out_path, retry_errors=retry_errors)
+        else:
+            previous = _Previous()
+            file.truncate(0)
+        counted = _count_pending(items, previous.done, strict=strict, where=where)
+        summary = BatchSummary(
+            out=str(out_path), usage_before=previous.usage, graded=previous.graded, correct=previous.correct
+        )
+        batch = _Batch(
+            resolved,
+            _file_sink(file),
+            max_concurrency=max_concurrency,
+            per_item=per_item_budget if per_item_budget is not None else resolved.per_item,
+            total=total_budget if total_budget is not None else resolved.total,
+            previous=previous,
+            strict=strict,
+            expected=None if counted is None else counted[0],
+            policy_window=policy_window,
+            summary=summary,
+        )
+        try:
+            total = None if counted is None else sum(counted)
+            await batch.run(_entries(items), where=where, progress=progress, progress_total=total)
+        finally:
+            summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def abatch(
+    items: Iterable[InputItem],
+    target: Workflow | Router | SupportsAInvoke,
+    *,
+    max_concurrency: int = 8,
+    per_item_budget: Budget | None = None,
+    total_budget: Budget | None = None,
+    progress: bool = False,
+    gateway: Gateway | None = None,
+    base_dir: str | os.PathLike[str] = ".",
+) -> list[BatchRecord]:
+    """Answer ``items`` in memory and return their records in input order (no file, no resume).
+
+    The same rules as :func:`run_batch`: bounded concurrency, per-item and total budgets, a
+    failing item gives an error record (``"error"`` key) in its place instead of raising.
+    """
+    if isinstance(items, str | bytes):
+        raise TypeError("pass a list of questions, not one string")
+    listed = list(items)
+    records: list[BatchRecord | None] = [None] * len(listed)
+
+    def keep(line: int, record: BatchRecord) -> None:
+        records[line - 1] = record
+
+    resolved = _resolve(target, gateway, base_dir)
+    batch = _Batch(
+        resolved,
+        keep,
+        max_concurrency=max_concurrency,
+        per_item=per_item_budget if per_item_budget is not None else resolved.per_item,
+        total=total_budget if total_budget is not None else resolved.total,
+        previous=_Previous(),
+        strict=False,
+        expected=len(listed),
+        policy_window=max(len(listed), 1),
+        summary=BatchSummary(),
+    )
+    # Positions, not the items' own lines, say where each record goes.
+    positioned = [replace(_coerce(raw, i), line=i) for i, raw in enumerate(listed, start=1)]
+    await batch.run(_entries(positioned), where="item", progress=progress)
+    missing = [i for i, record in enumerate(records, start=1) if record is None]
+    if missing:  # every item writes exactly one record; this would be a bug
+        raise RuntimeError(f"no record for items {missing}")
+    return [record for record in records if record is not None]

@@ -1,0 +1,136 @@
+"""``ttc batch IN.jsonl OUT.jsonl --workflow NAME``: answer a JSONL file of questions, resumably.
+
+Every line of IN (``question``, optional ``id``, ``answer``, ``context``) becomes one JSON record in
+OUT, written as it finishes. Run the same command again after a crash or a ``kill -9`` and it
+finishes only what has no record yet (see :mod:`ttc_agents.integrations.batch` for the guarantee).
+Per-item limits (``--max-*``) and batch limits (``--total-*``) override the workflow's ``budget``
+and ``batch_budget`` field by field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+from ttc_agents._budget import Budget
+
+if TYPE_CHECKING:
+    from ttc_agents.integrations.batch import BatchSummary
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "batch", help="answer a JSONL file of questions with a workflow; streamed, resumable, under one budget"
+    )
+    parser.add_argument("input", metavar="IN.jsonl", help="questions: one JSON object per line")
+    parser.add_argument("output", metavar="OUT.jsonl", help="results: one JSON record per line (appended)")
+    parser.add_argument("--workflow", required=True, help="a named workflow of --config")
+    parser.add_argument("--config", default="workflows.yaml", help="workflow YAML file (default: workflows.yaml)")
+    parser.add_argument("--max-concurrency", type=int, default=8, help="items in flight (default 8)")
+    per_item = parser.add_argument_group("per-item budget (overrides the workflow's budget)")
+    per_item.add_argument("--max-samples", type=int, default=None)
+    per_item.add_argument("--max-tokens", type=int, default=None, help="prompt + completion tokens")
+    per_item.add_argument("--max-usd", type=float, default=None)
+    per_item.add_argument("--max-seconds", type=float, default=None)
+    total = parser.add_argument_group("budget for the whole batch (overrides the workflow's batch_budget)")
+    total.add_argument("--total-samples", type=int, default=None)
+    total.add_argument("--total-tokens", type=int, default=None, help="prompt + completion tokens")
+    total.add_argument("--total-usd", type=float, default=None)
+    total.add_argument("--total-seconds", type=float, default=None, help="stop starting items after this long")
+    parser.add_argument("--no-resume", action="store_true", help="overwrite OUT instead of skipping recorded ids")
+    parser.add_argument("--retry-errors", action="store_true", help="run again the ids whose record is an error")
+    parser.add_argument("--strict", action="store_true", help="fail on a bad input line instead of recording it")
+    parser.add_argument("--record", default=None, metavar="STORE", help="record/replay store (SQLite file)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def _merged(base: Budget | None, **limits: float | None) -> Budget | None:
+    """``base`` with the given limits replacing its fields; None when nothing is limited."""
+    fields = base.model_dump() if base is not None else {}
+    fields.update({name: value for name, value in limits.items() if value is not None})
+    merged = Budget.model_validate(fields)
+    return None if merged.unlimited else merged
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ttc_agents._gateway import get_default_gateway, set_default_gateway
+    from ttc_agents._workflow import load_workflow
+    from ttc_agents.cli import freeze_after_imports
+    from ttc_agents.integrations.batch import run_batch
+
+    freeze_after_imports()
+    workflow = load_workflow(args.config, args.workflow)
+    per_item = _merged(
+        workflow.budget,
+        max_samples=args.max_samples,
+        max_tokens=args.max_tokens,
+        max_usd=args.max_usd,
+        max_seconds=args.max_seconds,
+    )
+    total = _merged(
+        workflow.batch_budget,
+        max_samples=args.total_samples,
+        max_tokens=args.total_tokens,
+        max_usd=args.total_usd,
+        max_seconds=args.total_seconds,
+    )
+    gateway = get_default_gateway()
+    if args.record:
+        from ttc_agents._store import ResponseStore
+
+        gateway = replace(gateway, store=ResponseStore(args.record))
+        set_default_gateway(gateway)
+    summary = asyncio.run(
+        run_batch(
+            Path(args.input),
+            workflow,
+            out=args.output,
+            max_concurrency=args.max_concurrency,
+            per_item_budget=per_item,
+            total_budget=total,
+            progress=not args.no_progress,
+            resume=not args.no_resume,
+            retry_errors=args.retry_errors,
+            strict=args.strict,
+            gateway=gateway,
+            base_dir=Path(args.config).parent,
+        )
+    )
+    _report(args, summary)
+    return 0
+
+
+def _report(args: argparse.Namespace, summary: BatchSummary) -> None:
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+        return
+    usage = summary.usage
+    details: list[str] = []
+    if summary.exhausted:
+        details.append(f"{summary.exhausted} batch budget exhausted")
+    if summary.bad_input:
+        details.append(f"{summary.bad_input} bad input lines")
+    errors = f"{summary.errors} errors" + (f" ({', '.join(details)})" if details else "")
+    lines: list[str] = [
+        f"{summary.written} items done: {summary.answered} answered, {errors}; "
+        f"{summary.skipped} skipped as already done",
+        f"spend: {usage.samples} samples, {usage.calls} calls, {usage.total_tokens} tokens, ${usage.usd:.6f}",
+    ]
+    if summary.usage_before.calls:
+        before = summary.usage_before
+        lines.append(
+            f"spent by earlier runs: {before.samples} samples, {before.total_tokens} tokens, ${before.usd:.6f}"
+        )
+    if summary.accuracy is not None:
+        lines.append(f"accuracy: {summary.accuracy:.3f} ({summary.correct}/{summary.graded} graded)")
+    lines.append(f"wrote {summary.out} in {summary.seconds:.1f} s ({summary.items_per_second:.1f} items/s)")
+    print("\n".join(lines))
