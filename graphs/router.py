@@ -29,7 +29,7 @@ from ttc_agents._candidates import Candidate, select_answer
 from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator
 from ttc_agents._gateway import Gateway
 from ttc_agents._models import ModelSpec
-from ttc_agents._policy import BudgetUnit, Policy, PolicyAction, PolicyEntry, allocate_budgets
+from ttc_agents._policy import BudgetUnit, Policy, PolicyAction, PolicyEntry, allocate_budgets, entry_cost
 from ttc_agents._search import SearchContext, StrategyState
 from ttc_agents._specs import BestOfNSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
@@ -325,9 +325,10 @@ class Router:
     ) -> list[RouterOutput]:
         """Answer ``questions`` under ONE total budget of ``total`` in ``unit``.
 
-        Every question is estimated first (the probes' spend comes off the total); the rest is
-        split by :func:`allocate_budgets`, and each question runs its allocated setting with its
-        share as a hard limit, so the batch never spends more than ``total``.
+        Every question is estimated first; the probes' spend counts against the total, and
+        :func:`allocate_budgets` splits the rest (a best-of-N choice reuses its probe samples). Each
+        question runs its allocated setting with its share (probe included) as a hard limit, so the
+        batch never spends more than ``total``.
         """
         limit = asyncio.Semaphore(max_concurrency)
 
@@ -336,18 +337,14 @@ class Router:
                 return await self.estimate(question)
 
         probed = await asyncio.gather(*(probe(q) for q in questions))
-        probe_spend = sum(_in_unit(snapshot.total, unit) for _, snapshot in probed)
-        entries = allocate_budgets([e.bin for e, _ in probed], self.policy, max(0.0, total - probe_spend), unit)
+        probe_costs = [_in_unit(snapshot.total, unit) for _, snapshot in probed]
+        bins = [estimate_.bin for estimate_, _ in probed]
+        entries = allocate_budgets(bins, self.policy, total, unit, probe_costs=probe_costs)
         inputs: list[RouterInput] = []
-        for question, (estimate_, snapshot), entry in zip(questions, probed, entries, strict=True):
-            share = _in_unit(snapshot.total, unit) + (entry.cost.in_unit(unit) if entry is not None else 0.0)
+        for question, (estimate_, _), entry, probe_cost in zip(questions, probed, entries, probe_costs, strict=True):
+            share = probe_cost if entry is None else entry_cost(self.policy, entry, unit, probe_cost)
             inputs.append(
-                {
-                    "question": question,
-                    "estimate": estimate_,
-                    "action": entry,
-                    "budget": _budget_in_unit(unit, share),
-                }
+                {"question": question, "estimate": estimate_, "action": entry, "budget": _budget_in_unit(unit, share)}
             )
         return await self.graph.abatch(inputs, config={"max_concurrency": max_concurrency})
 

@@ -89,7 +89,7 @@ from ttc_agents._answers import answers_equivalent
 from ttc_agents._budget import Budget, Ledger, Usage
 from ttc_agents._difficulty import DifficultyEstimate
 from ttc_agents._gateway import Gateway
-from ttc_agents._policy import BudgetUnit, PolicyEntry, allocate_budgets
+from ttc_agents._policy import BudgetUnit, PolicyEntry, allocate_budgets, entry_cost
 from ttc_agents._search import StrategyState
 from ttc_agents._workflow import Workflow
 from ttc_agents.graphs.router import Router
@@ -906,7 +906,13 @@ class _Batch:
         if self.pending is not None:
             self.pending = max(0, self.pending - len(window))
         bins = [p.estimate.bin for p in probed]
-        entries = allocate_budgets(bins, self.target.router.policy, share, self.unit) if probed else []
+        # The probes are paid already: they count in the allocation's total and in each entry's cost
+        # (a best-of-N entry reuses its probe samples), and only the difference is acquired below.
+        probes = [_amounts(p.spent)[_UNIT_FIELD[self.unit]] for p in probed]
+        policy = self.target.router.policy
+        entries = (
+            allocate_budgets(bins, policy, share + sum(probes), self.unit, probe_costs=probes) if probed else []
+        )
         await self._bounded(self._run_allocated(p, e) for p, e in zip(probed, entries, strict=True))
 
     async def _estimate(self, item: BatchItem) -> _Probed | None:
@@ -951,7 +957,8 @@ class _Batch:
             for name in self.pool.limits:
                 per = per_item.get(name)
                 want[name] = None if per is None else per - probe[name]
-            cost = entry.cost.in_unit(self.unit)
+            paid = probe[unit_field]
+            cost = entry_cost(self.target.router.policy, entry, self.unit, paid) - paid
             per_left = want[unit_field]
             want[unit_field] = cost if per_left is None else min(cost, per_left)
             if all(value is None or value > 0 for value in want.values()):

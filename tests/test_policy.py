@@ -22,6 +22,7 @@ from ttc_agents._policy import (
     PolicyMismatchError,
     allocate_budgets,
     bin_of,
+    entry_cost,
     fit_policy,
     quantile_thresholds,
 )
@@ -213,6 +214,26 @@ def test_allocate_budgets_never_overspends_and_favours_the_medium_bin() -> None:
     assert max(spend[0], spend[1], spend[4], spend[5]) < 800
     assert spend[4] == spend[5] == 100  # the hopeless ones stay at the cheapest
     assert all(e is None for e in allocate_budgets(bins, policy, 50, "tokens"))
+
+
+def test_allocation_counts_the_probe_and_lets_best_of_n_reuse_it() -> None:
+    entries = [entry(3, n, BestOfNSpec(n=n), acc, 100.0 * n) for n, acc in ((4, 0.5), (8, 0.7))] + [
+        entry(3, 4, BeamSearchSpec(n=4, width=2), 0.9, 600.0)
+    ]
+    policy = policy_of(entries)
+    probes = [400.0, 400.0]  # two questions, each already spent 4 probe samples
+    for total in (800, 1200, 1600, 2000, 3000):
+        chosen = allocate_budgets([3, 3], policy, total, "tokens", probe_costs=probes)
+        spent = sum(
+            entry_cost(policy, e, "tokens", p) if e is not None else p for e, p in zip(chosen, probes, strict=True)
+        )
+        assert spent <= total
+    # Best-of-4 reuses the 4 probe samples: it costs nothing beyond the probe.
+    assert entry_cost(policy, entries[0], "tokens", 400.0) == 400.0
+    # Beam search does not: probe plus its own cost.
+    assert entry_cost(policy, entries[2], "tokens", 400.0) == 1000.0
+    chosen = allocate_budgets([3, 3], policy, 800, "tokens", probe_costs=probes)
+    assert [e.budget if e else None for e in chosen] == [4, 4]
 
 
 # --- compatibility and the file -------------------------------------------------------------------

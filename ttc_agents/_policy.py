@@ -37,6 +37,7 @@ __all__ = [
     "PolicyMismatchError",
     "allocate_budgets",
     "bin_of",
+    "entry_cost",
     "fit_policy",
     "quantile_thresholds",
 ]
@@ -367,30 +368,46 @@ def _entry(bin_: int, budget: int, action: PolicyAction, group: Sequence[Outcome
     )
 
 
-def allocate_budgets(bins: Sequence[int], policy: Policy, total: float, unit: BudgetUnit) -> list[PolicyEntry | None]:
+def allocate_budgets(
+    bins: Sequence[int],
+    policy: Policy,
+    total: float,
+    unit: BudgetUnit,
+    *,
+    probe_costs: Sequence[float] | None = None,
+) -> list[PolicyEntry | None]:
     """Split ``total`` (in ``unit``) across questions by greedy marginal gain on each bin's curve.
 
-    First every question gets its bin's cheapest entry (hardest-to-afford last, while the total
-    allows), so each one is answered. Then the next upgrade goes to the question whose next step on
-    its bin's accuracy-vs-cost frontier adds the most accuracy per unit of cost. Easy bins saturate
-    early and hopeless bins gain little, so the budget flows to medium and hard questions. The sum of
-    the chosen entries' costs never exceeds ``total``; None means the question could not be afforded.
+    First every question gets its bin's cheapest entry (cheapest first, while the total allows), so
+    each one is answered. Then the next upgrade goes to the question whose next step on its bin's
+    accuracy-vs-cost frontier adds the most accuracy per unit of cost. Easy bins saturate early and
+    hopeless bins gain little, so the budget flows to medium and hard questions. None means the
+    question could not be afforded.
+
+    ``probe_costs`` are what each question's difficulty probe already spent: they count against
+    ``total``, and an entry costs the probe plus its own cost, except best-of-N on the policy's first
+    model, which reuses the probe samples (its measured cost already includes them). The sum of
+    :func:`entry_cost` over the chosen entries never exceeds ``total``.
     """
+    probes = list(probe_costs) if probe_costs is not None else [0.0] * len(bins)
     curves = {b: policy.curve(b, unit) for b in set(bins)}
     position = [-1] * len(bins)
-    spent = 0.0
-    for i in sorted(range(len(bins)), key=lambda i: curves[bins[i]][0].cost.in_unit(unit) if curves[bins[i]] else 0):
-        curve = curves[bins[i]]
-        if curve and spent + curve[0].cost.in_unit(unit) <= total:
+    spent = sum(probes)
+
+    def cost(i: int, p: int) -> float:
+        return probes[i] if p < 0 else entry_cost(policy, curves[bins[i]][p], unit, probes[i])
+
+    for i in sorted(range(len(bins)), key=lambda i: cost(i, 0) if curves[bins[i]] else 0.0):
+        if curves[bins[i]] and spent + cost(i, 0) - cost(i, -1) <= total:
+            spent += cost(i, 0) - cost(i, -1)
             position[i] = 0
-            spent += curve[0].cost.in_unit(unit)
     while True:
         best: tuple[float, int, float] | None = None
         for i, p in enumerate(position):
             curve = curves[bins[i]]
             if p < 0 or p + 1 >= len(curve):
                 continue
-            extra = curve[p + 1].cost.in_unit(unit) - curve[p].cost.in_unit(unit)
+            extra = cost(i, p + 1) - cost(i, p)
             gain = curve[p + 1].accuracy - curve[p].accuracy
             if gain <= 0 or spent + extra > total:
                 continue
@@ -403,3 +420,10 @@ def allocate_budgets(bins: Sequence[int], policy: Policy, total: float, unit: Bu
         position[i] += 1
         spent += extra
     return [curves[bins[i]][p] if p >= 0 else None for i, p in enumerate(position)]
+
+
+def entry_cost(policy: Policy, entry: PolicyEntry, unit: BudgetUnit, probe_cost: float = 0.0) -> float:
+    """What answering with ``entry`` costs after a probe that cost ``probe_cost``, probe included."""
+    own = entry.cost.in_unit(unit)
+    reuses_probe = entry.action.strategy.strategy == "best_of_n" and entry.action.model == policy.models[0]
+    return max(own, probe_cost) if reuses_probe else probe_cost + own
