@@ -1,0 +1,123 @@
+"""``ttc bench --dataset D --model M --verifier V --out DIR``: accuracy-vs-compute curves in one command.
+
+Measures every strategy at every generation budget on the dataset for several sampling seeds (and
+the compute-optimal router at each budget when ``--policy`` is given), then writes
+``results.jsonl``, ``summary.json``, PNG plots and ``report.md`` into ``--out`` and prints the
+summary table (see :mod:`ttc_agents._bench`). Runs resume: finished (question, seed) units are
+skipped and recorded samples are replayed from ``DIR/responses.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import warnings
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="accuracy vs compute per strategy and difficulty on a dataset: results, summary, plots, report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="a JSONL file (question/answer rows, MATH-500 rows or GSM8K rows), math500:PATH, gsm8k:PATH, "
+        "rg:NAME?size=N&seed=S&key=value (reasoning-gym) or arith?size=N&seed=S&levels=1-5",
+    )
+    parser.add_argument("--model", required=True, help="a LiteLLM model string (or scripted/..., local/...)")
+    parser.add_argument("--api-base", default=None, help="api_base of an OpenAI-compatible server for --model")
+    parser.add_argument(
+        "--parameters", type=float, default=None, help="the model's parameter count, for FLOPs (e.g. 1.5e9)"
+    )
+    parser.add_argument(
+        "--verifier", default="none", help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL"
+    )
+    parser.add_argument(
+        "--strategies",
+        default="best_of_n,beam_search,revision",
+        help="of best_of_n, beam_search, dvts, revision, hybrid, router (default best_of_n,beam_search,revision; "
+        "the router runs whenever --policy is given)",
+    )
+    parser.add_argument("--budgets", default="1,2,4,8,16", help="generation budgets N (default 1,2,4,8,16)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created; reused to resume)")
+    parser.add_argument("--policy", default=None, help="a policy from `ttc calibrate`: adds the router at every N")
+    parser.add_argument("--force", action="store_true", help="use a policy fitted for another model or verifier")
+    parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per question (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="the first sampling seed (default 0)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N problems")
+    parser.add_argument("--concurrency", type=int, default=4, help="(question, seed) units in flight (default 4)")
+    parser.add_argument("--probe-samples", type=int, default=4, help="samples of the difficulty probe (default 4)")
+    parser.add_argument(
+        "--bins",
+        choices=("auto", "level", "oracle"),
+        default="auto",
+        help="difficulty bins: the data's levels or pass@1 quintiles (default auto: levels if every problem has one)",
+    )
+    parser.add_argument(
+        "--on-bad-line",
+        choices=("skip", "fail"),
+        default="fail",
+        help="a bad line of a dataset file: report it and skip it, or fail (default fail)",
+    )
+    parser.add_argument("--no-store", action="store_true", help="no record/replay store (DIR/responses.sqlite)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ttc_agents._bench import BenchConfig, format_summary, run_bench
+    from ttc_agents._datasets import DatasetWarning
+    from ttc_agents._loaders import load_bench_problems
+    from ttc_agents._models import ModelSpec
+    from ttc_agents._policy import PolicyMismatchError
+    from ttc_agents.cli import freeze_after_imports
+    from ttc_agents.cli.calibrate import parse_budgets
+
+    freeze_after_imports()
+    strategies = [part.strip() for part in args.strategies.split(",") if part.strip()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DatasetWarning)
+        problems = load_bench_problems(args.dataset, on_bad_line=args.on_bad_line)
+    for warning in caught:
+        print(f"ttc bench: warning: {warning.message}", file=sys.stderr)
+    config = BenchConfig(
+        dataset=args.dataset,
+        model=ModelSpec(name=args.model, api_base=args.api_base, parameters=args.parameters),
+        verifier=args.verifier,
+        strategies=strategies,
+        budgets=parse_budgets(args.budgets),
+        seeds=args.seeds,
+        seed=args.seed,
+        policy=args.policy,
+        force=args.force,
+        limit=args.limit,
+        concurrency=args.concurrency,
+        probe_samples=args.probe_samples,
+        on_bad_line=args.on_bad_line,
+        store=not args.no_store,
+        bins=args.bins,
+    )
+    command = shlex.join(["ttc", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("ttc") else None
+    try:
+        result = asyncio.run(
+            run_bench(config, args.out, problems=problems, progress=not args.no_progress, command=command)
+        )
+    except PolicyMismatchError as exc:
+        raise PolicyMismatchError(str(exc).replace("pass force=True", "pass --force")) from None
+    for note in result.notes:
+        print(f"ttc bench: {note}", file=sys.stderr)
+    print(format_summary(result.summary))
+    print(
+        f"\n{result.units_run} units run, {result.units_skipped} resumed from {args.out}/results.jsonl, "
+        f"in {result.seconds:.1f} s"
+    )
+    print(f"wrote {', '.join(str(p) for p in result.files)}")
+    return 0
