@@ -198,9 +198,11 @@ def test_dataset_specs_reach_every_loader() -> None:
     assert load_bench_problems(str(math_path))[0].difficulty == 2  # sniffed as MATH
     assert load_bench_problems(str(gsm_path))[2].answer == "70000"  # sniffed as GSM8K
     assert [p.id for p in load_bench_problems("arith?size=3&seed=0")] == ["arith:0:0", "arith:0:1", "arith:0:2"]
-    with pytest.warns(DatasetWarning, match="gsm8k_bad_line.jsonl:2"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         skipped = load_bench_problems(str(FIXTURES / "gsm8k_bad_line.jsonl"), on_bad_line="skip")
     assert len(skipped) == 2
+    assert [str(w.message).split(": ")[0].rsplit(":", 1)[1] for w in caught] == ["2", "3"]  # "skipped PATH:LINE: ..."
     with pytest.raises(DatasetError, match="no such file"):
         load_bench_problems("math500:/nonexistent/test.jsonl")
 
