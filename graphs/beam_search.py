@@ -19,7 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from ttc_agents._budget import Budget, Ledger
-from ttc_agents._candidates import Candidate, select_answer
+from ttc_agents._candidates import select_answer
 from ttc_agents._gateway import Gateway
 from ttc_agents._models import ModelSpec
 from ttc_agents._search import (
@@ -28,10 +28,9 @@ from ttc_agents._search import (
     StrategyOutput,
     StrategyState,
     best_so_far,
-    extend_by_one_step,
     finish,
-    roll_out,
-    score_candidates,
+    grow_tree,
+    score_fresh,
     start_run,
 )
 from ttc_agents._specs import BeamSearchSpec
@@ -55,36 +54,12 @@ def build_beam_search_graph(
 
     async def expand(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
-        round_ = state["round"]
-        prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
-        fresh = await extend_by_one_step(
-            ctx,
-            ledger,
-            state,
-            prefixes,
-            per_prefix,
-            temperature=spec.temperature,
-            delimiter=spec.step_delimiter,
-            max_tokens=spec.step_max_tokens,
-            seed=None if spec.seed is None else spec.seed + round_,
-        )
-        return {"fresh": fresh, "round": round_ + 1, "ledger": ledger.snapshot()}
+        fresh = await grow_tree(ctx, ledger, state, spec)
+        return {"fresh": fresh, "round": state["round"] + 1, "ledger": ledger.snapshot()}
 
     async def verify(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
-        fresh = state["fresh"]
-        rollouts = None
-        if spec.lookahead:
-            rollouts = await roll_out(
-                ctx,
-                ledger,
-                state,
-                fresh,
-                spec.lookahead,
-                delimiter=spec.step_delimiter,
-                max_tokens=spec.step_max_tokens,
-            )
-        scored = await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation, rollouts=rollouts)
+        scored = await score_fresh(ctx, ledger, state, spec, lookahead=spec.lookahead)
         return {"fresh": scored, "ledger": ledger.snapshot()}
 
     def prune(state: StrategyState) -> StrategyState:

@@ -29,9 +29,9 @@ from ttc_agents._search import (
     StrategyOutput,
     StrategyState,
     best_so_far,
-    extend_by_one_step,
     finish,
-    score_candidates,
+    grow_tree,
+    score_fresh,
     start_run,
 )
 from ttc_agents._specs import DVTSSpec
@@ -54,27 +54,14 @@ def build_dvts_graph(
 
     async def expand(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
-        round_ = state["round"]
-        prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
-        fresh = await extend_by_one_step(
-            ctx,
-            ledger,
-            state,
-            prefixes,
-            per_prefix,
-            temperature=spec.temperature,
-            delimiter=spec.step_delimiter,
-            max_tokens=spec.step_max_tokens,
-            seed=None if spec.seed is None else spec.seed + round_,
-        )
-        if round_ == 0:  # deal the N first steps into N/M subtrees of M
+        fresh = await grow_tree(ctx, ledger, state, spec)
+        if state["round"] == 0:  # deal the N first steps into N/M subtrees of M
             fresh = [replace(c, group=i // spec.width) for i, c in enumerate(fresh)]
-        return {"fresh": fresh, "round": round_ + 1, "ledger": ledger.snapshot()}
+        return {"fresh": fresh, "round": state["round"] + 1, "ledger": ledger.snapshot()}
 
     async def verify(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])
-        scored = await score_candidates(ctx, ledger, state["question"], state["fresh"], spec.aggregation)
-        return {"fresh": scored, "ledger": ledger.snapshot()}
+        return {"fresh": await score_fresh(ctx, ledger, state, spec), "ledger": ledger.snapshot()}
 
     def prune(state: StrategyState) -> StrategyState:
         # A subtree the budget did not extend this round keeps the beam it had.

@@ -19,8 +19,9 @@ from pydantic import BaseModel
 from ttc_agents._answers import extract_answer, split_steps
 from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerSnapshot
 from ttc_agents._candidates import Aggregation, Candidate, Selection
-from ttc_agents._gateway import Gateway, Message, get_default_gateway
+from ttc_agents._gateway import Gateway, Message, Sample, get_default_gateway
 from ttc_agents._models import ModelSpec
+from ttc_agents._specs import TreeSearchSpec
 from ttc_agents.prompts import render_prompt
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
 
@@ -32,10 +33,12 @@ __all__ = [
     "best_so_far",
     "extend_by_one_step",
     "finish",
+    "grow_tree",
     "has_final_answer",
     "roll_out",
     "sample_solutions",
     "score_candidates",
+    "score_fresh",
     "start_run",
 ]
 
@@ -168,9 +171,18 @@ async def sample_solutions(
         seed=seed,
     )
     return [
-        Candidate(steps=tuple(split_steps(s.text)), answer=extract_answer(s.text), finished=True, attempt=attempt)
+        Candidate(steps=tuple(split_steps(s.text)), answer=_solution_answer(s), finished=True, attempt=attempt)
         for s in batch.samples
     ]
+
+
+def _solution_answer(sample: Sample) -> str | None:
+    """The final answer of a full solution. One cut by the length limit ends mid-step, so the number
+    it happens to end with is no answer: it has one only when a complete line before the cut states it."""
+    if sample.finish_reason != "length":
+        return extract_answer(sample.text)
+    complete = sample.text.rpartition("\n")[0]
+    return extract_answer(complete) if has_final_answer(complete) else None
 
 
 async def extend_by_one_step(
@@ -251,6 +263,37 @@ async def roll_out(
         for position, rollout in zip(open_positions, extended, strict=True):
             rollouts[position] = rollout
     return rollouts
+
+
+async def grow_tree(ctx: SearchContext, ledger: Ledger, state: StrategyState, spec: TreeSearchSpec) -> list[Candidate]:
+    """One round of tree search: N first steps from the root in ONE request at round 0, then every
+    frontier beam extended by ``width`` next steps (one request with n=width per beam)."""
+    round_ = state["round"]
+    prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
+    return await extend_by_one_step(
+        ctx,
+        ledger,
+        state,
+        prefixes,
+        per_prefix,
+        temperature=spec.temperature,
+        delimiter=spec.step_delimiter,
+        max_tokens=spec.step_max_tokens,
+        seed=None if spec.seed is None else spec.seed + round_,
+    )
+
+
+async def score_fresh(
+    ctx: SearchContext, ledger: Ledger, state: StrategyState, spec: TreeSearchSpec, *, lookahead: int = 0
+) -> list[Candidate]:
+    """The round's new candidates scored by the verifier, after a ``lookahead``-step greedy rollout."""
+    fresh = state["fresh"]
+    rollouts = None
+    if lookahead:
+        rollouts = await roll_out(
+            ctx, ledger, state, fresh, lookahead, delimiter=spec.step_delimiter, max_tokens=spec.step_max_tokens
+        )
+    return await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation, rollouts=rollouts)
 
 
 async def score_candidates(

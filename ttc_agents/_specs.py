@@ -20,6 +20,7 @@ __all__ = [
     "HybridSpec",
     "RevisionSpec",
     "StrategySpec",
+    "TreeSearchSpec",
     "parse_strategy",
 ]
 
@@ -41,7 +42,9 @@ class BestOfNSpec(_SpecBase):
     selection: SelectionMethod = "weighted"
 
 
-class _TreeSearchSpec(_SpecBase):
+class TreeSearchSpec(_SpecBase):
+    """What beam search and DVTS share: N beams of width M, rounds, how a step ends."""
+
     n: PositiveInt = 16
     width: PositiveInt = 4
     max_rounds: PositiveInt = 40
@@ -49,20 +52,20 @@ class _TreeSearchSpec(_SpecBase):
     step_max_tokens: PositiveInt = 256
 
     @model_validator(mode="after")
-    def _width_divides_n(self) -> _TreeSearchSpec:
+    def _width_divides_n(self) -> TreeSearchSpec:
         if self.n % self.width != 0:
             raise ValueError(f"n ({self.n}) must be divisible by width ({self.width})")
         return self
 
 
-class BeamSearchSpec(_TreeSearchSpec):
+class BeamSearchSpec(TreeSearchSpec):
     """Beam search against a PRM: keep the top n/width, expand each by width; ``lookahead`` steps at T=0."""
 
     strategy: Literal["beam_search"] = "beam_search"
     lookahead: int = Field(default=0, ge=0, le=8)
 
 
-class DVTSSpec(_TreeSearchSpec):
+class DVTSSpec(TreeSearchSpec):
     """Diverse verifier tree search: n/width independent subtrees, each greedy on the verifier."""
 
     strategy: Literal["dvts"] = "dvts"
