@@ -419,7 +419,9 @@ def arithmetic_problems(size: int, seed: int = 0, levels: Sequence[int] = (1, 2,
 # ---------------------------------------------------------------------------------------------
 
 _DEFAULT_SIZE: Final = 100
-_SPEC_FORMS: Final = "a JSONL file, rg:NAME?size=N&seed=S&key=value, or arith?size=N&seed=S&levels=1,2,3"
+_SPEC_FORMS: Final = (
+    "a JSONL file, math500:PATH, gsm8k:PATH, rg:NAME?size=N&seed=S&key=value, or arith?size=N&seed=S&levels=1,2,3"
+)
 
 
 def _query(spec: str, query: str) -> dict[str, str]:
@@ -511,6 +513,10 @@ def load_problems(spec: str) -> list[Problem]:
         problems = _rg_spec(spec, text[3:])
     elif text == "arith" or text.startswith("arith?"):
         problems = _arith_spec(spec, text.partition("?")[2])
+    elif text.startswith(("math500:", "gsm8k:")):
+        from ttc_agents._loaders import load_bench_problems
+
+        problems = load_bench_problems(text)
     else:
         path = Path(text).expanduser()
         if not path.is_file():
