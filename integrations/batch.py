@@ -87,9 +87,9 @@ from pydantic import BaseModel
 
 from ttc_agents._answers import answers_equivalent
 from ttc_agents._budget import Budget, Ledger, Usage
-from ttc_agents._difficulty import DifficultyEstimate
+from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator
 from ttc_agents._gateway import Gateway
-from ttc_agents._policy import BudgetUnit, PolicyEntry, allocate_budgets, entry_cost
+from ttc_agents._policy import BudgetUnit, Policy, PolicyEntry, allocate_budgets, entry_cost
 from ttc_agents._search import StrategyState
 from ttc_agents._workflow import Workflow
 from ttc_agents.graphs.router import Router
@@ -101,11 +101,14 @@ __all__ = [
     "BatchOutputError",
     "BatchRecord",
     "BatchSummary",
+    "BatchTarget",
+    "RoutedTarget",
     "SupportsAInvoke",
     "abatch",
     "item_from_row",
     "read_jsonl",
     "run_batch",
+    "run_batch_target",
 ]
 
 EXHAUSTED = "batch budget exhausted"
@@ -548,31 +551,53 @@ class _BudgetPool:
 # ---------------------------------------------------------------------------------------------
 
 
+class RoutedTarget(Protocol):
+    """What a batch needs of a router to allocate a total budget: the policy, the difficulty
+    estimator (with its context) and the graph (a :class:`~ttc_agents.graphs.router.Router`, or a
+    stand-in that runs them elsewhere, such as the Ray engine's)."""
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def ctx(self) -> Any: ...
+
+    @property
+    def estimator(self) -> DifficultyEstimator: ...
+
+    @property
+    def graph(self) -> SupportsAInvoke: ...
+
+
 @dataclass(frozen=True, slots=True)
-class _Target:
+class BatchTarget:
+    """What a batch runs: the graph, the router when items are allocated a total budget by the
+    policy, the default per-item and total budgets, and the budget unit of the allocation."""
+
     graph: SupportsAInvoke
-    router: Router | None = None
+    router: RoutedTarget | None = None
     per_item: Budget | None = None
     total: Budget | None = None
     unit: BudgetUnit | None = None
 
 
-def _resolve(target: Workflow | Router | SupportsAInvoke, gateway: Gateway | None, base_dir: Any) -> _Target:
+def _resolve(target: Workflow | Router | SupportsAInvoke, gateway: Gateway | None, base_dir: Any) -> BatchTarget:
     if isinstance(target, Workflow):
         per_item = None if target.budget.unlimited else target.budget
         if target.policy is not None:
             router = target.router(gateway=gateway, base_dir=base_dir)
-            return _Target(router.graph, router, per_item, target.batch_budget, target.budget_unit or router.unit)
-        return _Target(target.build(gateway=gateway, base_dir=base_dir), None, per_item, target.batch_budget)
+            return BatchTarget(router.graph, router, per_item, target.batch_budget, target.budget_unit or router.unit)
+        return BatchTarget(target.build(gateway=gateway, base_dir=base_dir), None, per_item, target.batch_budget)
     if isinstance(target, Router):
         budget = target.ctx.budget
-        return _Target(target.graph, target, None if budget is None or budget.unlimited else budget, None, target.unit)
+        per_item = None if budget is None or budget.unlimited else budget
+        return BatchTarget(target.graph, target, per_item, None, target.unit)
     if callable(getattr(target, "ainvoke", None)):
-        return _Target(target)
+        return BatchTarget(target)
     raise TypeError(f"expected a Workflow, a Router or a graph with ainvoke, got {type(target).__name__}")
 
 
-def _policy_unit(router: Router | None, preferred: BudgetUnit | None, total: Budget | None) -> BudgetUnit | None:
+def _policy_unit(router: RoutedTarget | None, preferred: BudgetUnit | None, total: Budget | None) -> BudgetUnit | None:
     """The unit the router's batch allocation works in: the workflow's when the total limits it."""
     if router is None or total is None:
         return None
@@ -645,7 +670,7 @@ class _Batch:
 
     def __init__(
         self,
-        target: _Target,
+        target: BatchTarget,
         sink: Sink,
         *,
         max_concurrency: int,
@@ -1038,8 +1063,41 @@ async def run_batch(
     """
     if isinstance(items, str | bytes):
         raise TypeError("pass a JSONL file as a Path (a plain string would be read as characters)")
+    return await run_batch_target(
+        items,
+        _resolve(target, gateway, base_dir),
+        out=out,
+        max_concurrency=max_concurrency,
+        per_item_budget=per_item_budget,
+        total_budget=total_budget,
+        progress=progress,
+        resume=resume,
+        retry_errors=retry_errors,
+        strict=strict,
+        policy_window=policy_window,
+    )
+
+
+async def run_batch_target(
+    items: BatchInput,
+    resolved: BatchTarget,
+    *,
+    out: str | os.PathLike[str],
+    max_concurrency: int = 8,
+    per_item_budget: Budget | None = None,
+    total_budget: Budget | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    retry_errors: bool = False,
+    strict: bool = False,
+    policy_window: int = 256,
+) -> BatchSummary:
+    """:func:`run_batch` for a target that is already resolved (another engine's stand-in graph and
+    router, for instance): the same input, output, budget and resume rules, with this process as the
+    one writer of ``out``."""
+    if isinstance(items, str | bytes):
+        raise TypeError("pass a JSONL file as a Path (a plain string would be read as characters)")
     out_path = Path(out)
-    resolved = _resolve(target, gateway, base_dir)
     where = "line" if isinstance(items, os.PathLike) else "item"
     started = time.perf_counter()
     with open(out_path, "ab") as file:  # O_APPEND: every write lands at the end, even after the cut below

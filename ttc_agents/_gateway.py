@@ -29,6 +29,7 @@ from tenacity import (
 from ttc_agents._budget import BudgetLimit, Ledger, Usage
 from ttc_agents._litellm import litellm
 from ttc_agents._models import ModelSpec
+from ttc_agents._router_group import RouterGroups, failed_deployment_key, worst_case_prices
 
 if TYPE_CHECKING:
     from ttc_agents._store import ResponseStore
@@ -162,6 +163,8 @@ class Gateway:
     """Sends every model request of the library and books it in a ledger.
 
     ``store`` enables record/replay; ``resolvers`` map name prefixes such as ``local`` to a server.
+    A model with a ``group`` of deployments goes through that group's LiteLLM Router (one per event
+    loop, in ``_groups``), and its calls are booked per deployment.
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -169,6 +172,7 @@ class Gateway:
     resolvers: dict[str, ModelResolver] = field(default_factory=dict)
     _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
+    _groups: RouterGroups = field(default_factory=RouterGroups)
 
     async def sample(
         self,
@@ -272,15 +276,20 @@ class Gateway:
             raise
         prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
+        book_as, priced = self._booking(spec, response)
         choices = list(response.choices)[: reservation.n]
-        usage = self._usage(spec, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
-        ledger.settle(reservation, usage, node=node, model=spec.name)
+        usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
+        ledger.settle(reservation, usage, node=node, model=book_as)
         want_logprobs = "logprobs" in kwargs
         samples = [
             Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
             for c in choices
         ]
         return _CallResult(samples, usage)
+
+    def _booking(self, spec: ModelSpec, response: Any) -> tuple[str, ModelSpec]:
+        """Where a call's usage is booked and the spec it is priced with: for a group, the deployment's."""
+        return (spec.name, spec) if spec.group is None else self._groups.booking(spec, response)
 
     def _usage(self, spec: ModelSpec, prompt: int, completion: int, **counts: int) -> Usage:
         in_price, out_price = self.prices(spec)
@@ -324,7 +333,11 @@ class Gateway:
                 try:
                     async with self._limit(spec):
                         response = await asyncio.wait_for(
-                            litellm.acompletion(
+                            self._groups.acompletion(
+                                spec, messages, ledger=ledger, node=node, timeout=timeout, **kwargs
+                            )
+                            if spec.group is not None
+                            else litellm.acompletion(
                                 model=model,
                                 messages=messages,
                                 api_base=api_base,
@@ -341,7 +354,7 @@ class Gateway:
                     if not response.choices:
                         raise _EmptyResponseError(f"{spec.name} returned no choices")
                 except BaseException as exc:
-                    ledger.settle(None, Usage(failed_calls=1), node=node, model=spec.name)
+                    ledger.settle(None, Usage(failed_calls=1), node=node, model=failed_deployment_key(spec, exc))
                     out_of_time = (ledger.seconds_left() or 1.0) <= 0
                     if out_of_time and isinstance(exc, TimeoutError | Timeout):
                         raise _BudgetTimeout from exc
@@ -363,13 +376,18 @@ class Gateway:
         A resolver may start a server, so it runs in a worker thread, off the event loop.
         """
         prefix, _, _ = spec.name.partition("/")
-        resolver = self.resolvers.get(prefix)
+        resolver = self.resolvers.get(prefix) if spec.group is None else None
         if resolver is not None and spec.api_base is None:
             return await asyncio.to_thread(resolver, spec.name)
         return spec.name, spec.api_base
 
     def prices(self, spec: ModelSpec) -> tuple[float | None, float | None]:
-        """USD per prompt and per completion token: the spec's, else LiteLLM's cost map, else None."""
+        """USD per prompt and per completion token: the spec's, else LiteLLM's cost map, else None.
+
+        For a group of deployments: the highest price of any deployment (a reservation's worst case).
+        """
+        if spec.group is not None:
+            return worst_case_prices(self.prices(priced) for priced in self._groups.priced_specs(spec).values())
         if spec.usd_per_input_token is not None and spec.usd_per_output_token is not None:
             return spec.usd_per_input_token, spec.usd_per_output_token
         if spec.name not in self._prices:

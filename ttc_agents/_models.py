@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    model_validator,
+)
+
+from ttc_agents._router_group import RouterGroup
 
 __all__ = ["ModelSpec"]
 
@@ -15,6 +26,10 @@ class ModelSpec(BaseModel):
     ``name`` is any LiteLLM model string (``openai/gpt-4o-mini``, ``anthropic/...``,
     ``openai/NAME`` with ``api_base`` for a vLLM or llama.cpp server), ``scripted/<profile>`` for
     the offline test double, or ``local/<model>`` for the embedded local model.
+
+    With ``group``, the model is served by several deployments behind one LiteLLM Router (see
+    :mod:`ttc_agents._router_group`): ``name`` names the group (and is the deployments' default
+    LiteLLM model string), ``api_key`` is their default key, and ``api_base`` belongs to each deployment.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -34,6 +49,15 @@ class ModelSpec(BaseModel):
     timeout: PositiveFloat = 120.0
     max_concurrency: PositiveInt | None = None
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    group: RouterGroup | None = Field(default=None, description="deployments behind one LiteLLM Router")
+
+    @model_validator(mode="after")
+    def _group_fits(self) -> ModelSpec:
+        if self.group is not None:
+            if self.api_base is not None:
+                raise ValueError("api_base: a model with a `group` has one api_base per deployment, not its own")
+            self.group.resolve(self.name, self.api_key)  # ledger ids must be unique
+        return self
 
     @classmethod
     def of(cls, model: ModelSpec | str) -> ModelSpec:

@@ -94,15 +94,24 @@ class Workflow(BaseModel):
         return self.router(gateway=gateway, base_dir=base_dir, verifier=verifier).graph
 
     def router(
-        self, *, gateway: Gateway | None = None, base_dir: str | os.PathLike[str] = ".", verifier: Any = None
+        self,
+        *,
+        gateway: Gateway | None = None,
+        base_dir: str | os.PathLike[str] = ".",
+        verifier: Any = None,
+        policy: Policy | None = None,
     ) -> Any:
-        """The :class:`~ttc_agents.graphs.router.Router` of a policy workflow."""
+        """The :class:`~ttc_agents.graphs.router.Router` of a policy workflow.
+
+        ``policy`` replaces reading the policy file (a worker on another machine gets it this way).
+        """
         from ttc_agents.graphs.router import Router
         from ttc_agents.verifiers._factory import make_verifier
 
         if self.policy is None:
             raise ValueError("this workflow has a fixed strategy, not a policy")
-        policy = Policy.load(Path(base_dir) / self.policy)
+        if policy is None:
+            policy = Policy.load(Path(base_dir) / self.policy)
         by_name = {spec.name: spec for spec in self.models.values()}
         return Router(
             policy,

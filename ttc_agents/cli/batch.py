@@ -5,6 +5,10 @@ OUT, written as it finishes. Run the same command again after a crash or a ``kil
 finishes only what has no record yet (see :mod:`ttc_agents.integrations.batch` for the guarantee).
 Per-item limits (``--max-*``) and batch limits (``--total-*``) override the workflow's ``budget``
 and ``batch_budget`` field by field.
+
+``--engine ray`` runs the items on a Ray cluster (``--address``; the ``ray`` extra) with the same
+records, budgets and resume; this process stays the one writer of OUT (see
+:mod:`ttc_agents.integrations.ray_engine`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--workflow", required=True, help="a named workflow of --config")
     parser.add_argument("--config", default="workflows.yaml", help="workflow YAML file (default: workflows.yaml)")
     parser.add_argument("--max-concurrency", type=int, default=8, help="items in flight (default 8)")
+    engine = parser.add_argument_group("engine")
+    engine.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="where items run: this process, or Ray workers"
+    )
+    engine.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: start a local one); --engine ray only",
+    )
+    engine.add_argument(
+        "--workers", type=int, default=None, help="Ray workers (default: one per CPU of the cluster); --engine ray only"
+    )
     per_item = parser.add_argument_group("per-item budget (overrides the workflow's budget)")
     per_item.add_argument("--max-samples", type=int, default=None)
     per_item.add_argument("--max-tokens", type=int, default=None, help="prompt + completion tokens")
@@ -67,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from ttc_agents.cli import freeze_after_imports
     from ttc_agents.integrations.batch import run_batch
 
+    if args.engine != "ray" and (args.address is not None or args.workers is not None):
+        raise ValueError("--address and --workers need --engine ray")
+    if args.engine == "ray" and args.record:
+        raise ValueError("--record needs --engine local (a record store is one SQLite file on this machine)")
     freeze_after_imports()
     workflow = load_workflow(args.config, args.workflow)
     per_item = _merged(
@@ -83,6 +103,28 @@ def run(args: argparse.Namespace) -> int:
         max_usd=args.total_usd,
         max_seconds=args.total_seconds,
     )
+    if args.engine == "ray":
+        from ttc_agents.integrations.ray_engine import run_batch_ray
+
+        summary = asyncio.run(
+            run_batch_ray(
+                Path(args.input),
+                workflow,
+                out=args.output,
+                address=args.address,
+                workers=args.workers,
+                max_concurrency=args.max_concurrency,
+                per_item_budget=per_item,
+                total_budget=total,
+                progress=not args.no_progress,
+                resume=not args.no_resume,
+                retry_errors=args.retry_errors,
+                strict=args.strict,
+                base_dir=Path(args.config).parent,
+            )
+        )
+        _report(args, summary)
+        return 0
     gateway = get_default_gateway()
     if args.record:
         from ttc_agents._store import ResponseStore
