@@ -46,6 +46,7 @@ Ray and the network
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -80,7 +81,14 @@ _RESULT_KEYS = ("answer", "stopped_by", "strategy", "trace", "ledger")
 
 
 class RemoteItemError(Exception):
-    """An item's exception that could not travel back from its worker; the message keeps its text."""
+    """An item's exception that could not travel back from its worker (it does not pickle). It comes
+    back as a subclass named like the original, with the original's message, so that the item's error
+    record reads as in the local runner."""
+
+
+@functools.cache
+def _stand_in(name: str) -> type[RemoteItemError]:
+    return type(name, (RemoteItemError,), {"__module__": __name__})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,27 +98,27 @@ class RemoteItemError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """What a worker returns for one call: the value, or the exception (or, if it cannot be
-    pickled, its text)."""
+    """What a worker returns for one call: the value, or the exception (or, if it does not pickle,
+    its class name and message)."""
 
     value: Any = None
     error: BaseException | None = None
-    error_text: str | None = None
+    error_type: str | None = None
+    error_message: str = ""
 
     @classmethod
     def failed(cls, exc: Exception) -> _Outcome:
         try:
             pickle.loads(pickle.dumps(exc))
         except Exception:
-            message = " ".join(str(exc).split())
-            return cls(error_text=f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+            return cls(error_type=type(exc).__name__, error_message=str(exc))
         return cls(error=exc.with_traceback(None))
 
     def unwrap(self) -> Any:
         if self.error is not None:
             raise self.error
-        if self.error_text is not None:
-            raise RemoteItemError(self.error_text)
+        if self.error_type is not None:
+            raise _stand_in(self.error_type)(self.error_message)
         return self.value
 
 

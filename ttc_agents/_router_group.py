@@ -2,7 +2,7 @@
 
 A :class:`~ttc_agents.ModelSpec` with a ``group`` is served by many deployments (vLLM or llama.cpp
 servers, hosted endpoints) that LiteLLM's Router balances with a routing strategy, weights and
-cooldowns, with fallback deployments for when every deployment of the group fails::
+cooldowns, with fallback deployments for requests the group fails::
 
     models:
       main:
@@ -18,13 +18,15 @@ cooldowns, with fallback deployments for when every deployment of the group fail
           fallbacks: [{model: openai/gpt-4o-mini, api_key: os.environ/OPENAI_API_KEY, id: hosted}]
 
 Who does what: the Router picks a deployment for every request (strategy, weights, ``rpm``/``tpm``,
-cooldowns) and walks the ``fallbacks`` when the group fails; its own retries are off. Retrying with
-backoff stays the gateway's job (tenacity, with the time budget), so there is one retry mechanism and
-every attempt is visible to the ledger: a failed attempt names its deployment
-(``failed_deployment_id``), and the next attempt goes through the Router again, which leaves cooled
-down deployments out. The ledger books every call under ``<name>@<deployment id>`` (the id defaults to
-the deployment's ``api_base``, else its model), with that deployment's price; a budget reserves at the
-highest price of the group.
+cooldowns) and, when that deployment fails, tries the ``fallbacks`` in order; its own retries are off.
+Retrying with backoff stays the gateway's job (tenacity, within the time budget), so there is one
+retry mechanism: a failed attempt names its deployment (``failed_deployment_id``), and the next
+attempt goes through the Router again, which leaves cooled down deployments out. The ledger books
+every call under ``<name>@<deployment id>`` (the id defaults to the deployment's ``api_base``, else
+its model) at that deployment's price, and every failed attempt of the group's deployments as a
+failed call of that deployment; a budget reserves at the highest price of the group. (Failed
+attempts on *fallback* deployments inside one Router call are not reported by LiteLLM, so they are
+not counted; their successful calls are.)
 
 :class:`RouterGroups` keeps one Router per group and event loop (LiteLLM's HTTP clients belong to a
 loop), created on first use.
@@ -114,7 +116,7 @@ class RouterGroup(BaseModel):
         default=None, description="failures per minute a deployment may have before its cooldown (default: 3)"
     )
     fallbacks: tuple[Deployment, ...] = Field(
-        default=(), description="tried in order when every deployment of the group failed"
+        default=(), description="tried in order when a request to the group fails"
     )
 
     def resolve(self, name: str, api_key: SecretStr | None) -> tuple[ResolvedDeployment, ...]:

@@ -9,7 +9,7 @@ apart from theirs:
 
 Subcommands::
 
-    python -m ttc_agents.bench.scale router  [--questions 300] [--n 1,4,16] [--concurrency 32]
+    python -m ttc_agents.bench.scale router  [--questions 300] [--n 1,4,16] [--concurrency 32] [--repeat 3]
         ttc best-of-N samples/s through ONE Router group of three fake servers, against direct calls
         to the same three servers (questions spread over them in turn); CPU ms per sample; the ratio.
     python -m ttc_agents.bench.scale engines [--questions 1000] [--workers 2] [--concurrency 64]
@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,8 +132,17 @@ class ServerProcess:
         self.port = 0
 
     def start(self) -> Self:
+        """Start the server and wait until it listens."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> Self:
+        """Start the process without waiting (several servers start in parallel this way)."""
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
+        return self
+
+    def wait_ready(self) -> Self:
+        """Wait for the port the server prints once it listens."""
+        assert self.process is not None and self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.strip():
             self.stop()
@@ -218,8 +228,11 @@ async def _timed_variant(graphs: Sequence[Any], questions: int, concurrency: int
     return samples, time.process_time() - cpu, time.perf_counter() - wall
 
 
-def measure_router(urls: Sequence[str], questions: int, ns: Sequence[int], concurrency: int) -> list[dict[str, Any]]:
-    """ttc best-of-N through one Router group of ``urls`` and directly to each of them, per N."""
+def measure_router(
+    urls: Sequence[str], questions: int, ns: Sequence[int], concurrency: int, repeat: int = 3
+) -> list[dict[str, Any]]:
+    """ttc best-of-N through one Router group of ``urls`` and directly to each of them, per N: the
+    median of ``repeat`` runs of each variant (run in turn, so that both see the same machine)."""
     from pydantic import SecretStr
 
     from ttc_agents import BestOfNSpec, ModelSpec, build_strategy_graph
@@ -235,14 +248,21 @@ def measure_router(urls: Sequence[str], questions: int, ns: Sequence[int], concu
             "direct": [build_strategy_graph(strategy, model=s, gateway=Gateway()) for s in direct_specs],
             "router": [build_strategy_graph(strategy, model=group, gateway=Gateway())],
         }
+        runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in variants}
+        for _ in range(repeat):
+            for name, graphs in variants.items():
+                runs[name].append(asyncio.run(_timed_variant(graphs, questions, concurrency)))
         measured: dict[str, dict[str, Any]] = {}
-        for name, graphs in variants.items():
-            samples, cpu, wall = asyncio.run(_timed_variant(graphs, questions, concurrency))
+        for name, timings in runs.items():
+            samples = timings[0][0]
+            wall = statistics.median(t[2] for t in timings)
+            cpu = statistics.median(t[1] for t in timings)
             measured[name] = row = {
                 "variant": name,
                 "n": n,
                 "questions": questions,
                 "concurrency": concurrency,
+                "repeat": repeat,
                 "samples": samples,
                 "seconds": wall,
                 "samples_per_second": samples / wall,
@@ -389,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     router.add_argument("--questions", type=int, default=300)
     router.add_argument("--n", default="1,4,16", help="best-of-N sizes (samples per request)")
     router.add_argument("--concurrency", type=int, default=32)
+    router.add_argument("--repeat", type=int, default=3, help="runs of each variant (the median is reported)")
     engines = sub.add_parser("engines", help="items/s of the local and the Ray batch engine")
     engines.add_argument("--questions", type=int, default=1000)
     engines.add_argument("--workers", type=int, default=2)
@@ -407,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             servers = [stack.enter_context(ServerProcess("fake")) for _ in range(3)]
             freeze_after_imports()
             sizes = [int(n) for n in args.n.split(",")]
-            rows = measure_router([s.url for s in servers], args.questions, sizes, args.concurrency)
+            rows = measure_router([s.url for s in servers], args.questions, sizes, args.concurrency, args.repeat)
         _print_rows(
             rows, ("variant", "n", "samples_per_second", "cpu_ms_per_sample", "cpu_ms_per_call", "router_vs_direct")
         )
