@@ -4,25 +4,29 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,local
+DEMO_EXTRAS ?= dev,local
+TEST_EXTRAS ?= dev,local,ray
 # llama-cpp-python compiles llama.cpp from source; this keeps the build small.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: setup demo test lint typecheck
+.PHONY: setup-demo setup-test demo test lint typecheck
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-setup: $(BIN)/activate
-	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+setup-demo: $(BIN)/activate
+	$(BIN)/pip install --quiet -e ".[$(DEMO_EXTRAS)]"
 
-demo: setup
+setup-test: $(BIN)/activate
+	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
+
+demo: setup-demo
 	$(BIN)/ttc demo
 
 # The suite runs in a loopback-only network namespace where the machine allows it, so that any
 # outside connection fails. pytest's exit code 5 (no tests collected) fails the target.
-test: setup
+test: setup-test
 	@if unshare -n true 2>/dev/null; then \
 		echo "running tests in a loopback-only network namespace"; \
 		unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest -q $(PYTEST_ARGS)'; \
@@ -31,8 +35,8 @@ test: setup
 		$(BIN)/python -m pytest -q $(PYTEST_ARGS); \
 	fi
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check ttc_agents graphs prompts integrations tests examples
 
-typecheck: setup
+typecheck: setup-test
 	$(BIN)/mypy ttc_agents
