@@ -20,8 +20,9 @@ Behaviour of llama-cpp-python 0.3.36's server worth knowing (measured, see STACK
   about 5x throughput: the server ranks the whole vocabulary in Python for every token);
 * SmolLM2-135M generates ~110 tokens/s with 2 threads on an idle 2-core machine, but with
   ``n_threads`` equal to the core count, llama.cpp's threads spin-wait on each other and throughput
-  collapses (2-10 tokens/s) as soon as another process keeps a core busy. Pass ``n_threads=1``
-  (or set ``TTC_LOCAL_N_THREADS=1``) on a shared machine.
+  collapses (2-10 tokens/s) as soon as another process keeps a core busy. By default a server
+  started on a busy machine (load average >= 0.5) gets one thread; ``n_threads=`` or
+  ``TTC_LOCAL_N_THREADS`` choose explicitly.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ DEFAULT_LOCAL_MODEL = "smollm2-135m"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings", "starlette_context")
 _LOG_TAIL_LINES = 20
 _DEFAULT_STOP_GRACE = 10.0
+#: How long a live server process may keep failing its health check before it is deemed hung and
+#: replaced. llama.cpp's server answers ``GET /v1/models`` only between completions, so a server busy
+#: with a queue of requests can take many seconds to answer: a short probe must not kill it.
+_BUSY_GRACE = 60.0
 
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -402,10 +407,21 @@ def _check_server_installed() -> None:
 
 
 def _default_threads() -> int:
+    """``$TTC_LOCAL_N_THREADS``, else ``min(2, cores)`` on an idle machine and 1 on a busy one.
+
+    llama.cpp's threads spin-wait on each other: with as many threads as cores, one busy core halves
+    throughput or worse (measured on 2 cores at load average 4: 2 threads 29 tokens/s, 1 thread 53).
+    "Busy" means a 1-minute load average of at least 0.5 before the server starts.
+    """
     configured = os.environ.get("TTC_LOCAL_N_THREADS")
     if configured:
         return max(1, int(configured))
-    return max(1, min(2, os.cpu_count() or 1))
+    threads = max(1, min(2, os.cpu_count() or 1))
+    try:
+        busy = os.getloadavg()[0] >= 0.5
+    except OSError:  # no load average on this platform
+        busy = False
+    return 1 if busy else threads
 
 
 # -- public API -------------------------------------------------------------------------------------
@@ -437,7 +453,8 @@ def start_local_server(
         state_dir: Where state and log files live; :func:`default_state_dir` when ``None``.
         timeout: Seconds to wait for the server to answer.
         model_path: Serve this GGUF file instead of the registered one (under the same alias).
-        n_threads: llama.cpp threads; ``$TTC_LOCAL_N_THREADS`` or ``min(2, cores)`` when ``None``.
+        n_threads: llama.cpp threads; when ``None``, ``$TTC_LOCAL_N_THREADS``, else ``min(2, cores)``
+            on an idle machine and 1 on a busy one (see :func:`_default_threads`).
 
     Raises:
         LocalExtraMissingError: llama-cpp-python[server] or the model's package is not installed.
@@ -458,14 +475,24 @@ def start_local_server(
         return _launch(spec, path.resolve(), port, directory, timeout, n_threads or _default_threads())
 
 
-def _find_running(directory: Path, model: str, *, stop_unhealthy: bool) -> LocalServerInfo | None:
-    """The healthy server recorded for ``model``; cleans up a stale or (optionally) a hung one."""
+def _find_running(
+    directory: Path, model: str, *, stop_unhealthy: bool, busy_grace: float = _BUSY_GRACE
+) -> LocalServerInfo | None:
+    """The healthy server recorded for ``model``; cleans up a stale or (optionally) a hung one.
+
+    A live server that does not answer at once may just be busy (see :data:`_BUSY_GRACE`): it is
+    polled for up to ``busy_grace`` seconds. With ``stop_unhealthy`` a server still silent after that
+    is stopped; without it, the live server is returned anyway (the caller's request will wait in
+    its queue or fail with the server's own error), since only a start may replace a server.
+    """
     state_path = _state_path(directory, model)
     info = _read_state(state_path)
     if info is None:
         return None
     alive = _pid_alive(info.pid) and _is_llama_server(info.pid)
-    if alive and _healthy(info.api_base, model):
+    if alive and _wait_healthy(info, busy_grace):
+        return info
+    if alive and not stop_unhealthy:
         return info
     if not stop_unhealthy:
         return None
@@ -473,6 +500,18 @@ def _find_running(directory: Path, model: str, *, stop_unhealthy: bool) -> Local
         _kill_group(info.pid, _DEFAULT_STOP_GRACE)
     state_path.unlink(missing_ok=True)
     return None
+
+
+def _wait_healthy(info: LocalServerInfo, grace: float) -> bool:
+    """Whether the live server ``info`` answers its health check within ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = deadline - time.monotonic()
+        if _healthy(info.api_base, info.model, timeout=max(1.0, min(5.0, left))):
+            return True
+        if left <= 0 or not (_pid_alive(info.pid) and _is_llama_server(info.pid)):
+            return False
+        time.sleep(min(0.5, max(0.0, left)))
 
 
 def _launch(
@@ -600,6 +639,10 @@ def resolve_local_model(
     For example ``local/smollm2-135m`` -> ``("openai/smollm2-135m", "http://127.0.0.1:PORT/v1")``;
     pass ``api_key="none"`` along to LiteLLM.
 
+    The answer is cached for the process: later calls only check (in ``/proc`` and the state file)
+    that the same server process still runs, without an HTTP request. A server that has gone away is
+    looked up (or, with ``start``, started) again.
+
     Args:
         name: ``local/NAME`` or a bare registry name.
         start: Start the server when none is running (else raise).
@@ -612,10 +655,14 @@ def resolve_local_model(
         LocalExtraMissingError, LocalServerStartError: as for :func:`start_local_server`.
     """
     spec = _spec(name)
+    directory = _state_dir(state_dir)
+    cached = _still_running(_RESOLVED.get((str(directory), spec.name)), directory)
+    if cached is not None:
+        return cached.litellm_model, cached.api_base
     if start:
-        info = start_local_server(spec.name, state_dir=state_dir, timeout=timeout)
+        info = start_local_server(spec.name, state_dir=directory, timeout=timeout)
     else:
-        found = _find_running(_state_dir(state_dir), spec.name, stop_unhealthy=False)
+        found = _find_running(directory, spec.name, stop_unhealthy=False)
         if found is None:
             raise LocalServerNotRunningError(
                 f"no local server is running for {LOCAL_PREFIX}{spec.name}; start one with "
@@ -623,7 +670,26 @@ def resolve_local_model(
                 "(TTC_LOCAL_AUTOSTART=1)"
             )
         info = found
+    _RESOLVED[(str(directory), spec.name)] = info
     return info.litellm_model, info.api_base
+
+
+#: Servers :func:`resolve_local_model` has found, by (state directory, model). The gateway resolves a
+#: ``local/...`` name for every request; a cached answer costs two small file reads instead of an
+#: HTTP round trip to a server that may be busy with the very requests being resolved.
+_RESOLVED: dict[tuple[str, str], LocalServerInfo] = {}
+
+
+def _still_running(info: LocalServerInfo | None, directory: Path) -> LocalServerInfo | None:
+    """``info`` when its state file still records it and its process still runs the server."""
+    if info is None:
+        return None
+    current = _read_state(_state_path(directory, info.model))
+    if current is None or (current.pid, current.port) != (info.pid, info.port):
+        return None
+    if not (_pid_alive(info.pid) and _is_llama_server(info.pid)):
+        return None
+    return current
 
 
 @contextlib.contextmanager
@@ -658,6 +724,7 @@ def local_server_fixture(
     scope: str = "session",
     state_dir: str | os.PathLike[str] | None = None,
     timeout: float = 180,
+    private: bool = False,
 ) -> Any:
     """Make a pytest fixture that yields a :class:`LocalServerInfo` for ``model``.
 
@@ -666,17 +733,22 @@ def local_server_fixture(
     started it. Use it in a conftest::
 
         local_model_server = local_server_fixture("smollm2-135m")
+
+    With ``private=True`` the server gets a state directory of its own (under pytest's temporary
+    directory), so it is never shared with another process: use it when a test counts the requests
+    in the server's log (``info.log_path``). It is stopped at the end of the fixture's scope.
     """
     import pytest  # test-only dependency: imported when a fixture is made
 
     @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator, unused-ignore]
-    def _fixture() -> Iterator[LocalServerInfo]:
+    def _fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServerInfo]:
         try:
             _check_server_installed()
             _spec(model).locate()
         except LocalExtraMissingError as error:
             pytest.skip(str(error))
-        with local_server(model, state_dir=state_dir, timeout=timeout) as info:
+        directory = tmp_path_factory.mktemp("ttc-local-server") if private else state_dir
+        with local_server(model, state_dir=directory, timeout=timeout, stop=True if private else None) as info:
             yield info
 
     return _fixture

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 __all__ = ["freeze_after_imports", "main"]
 
-_COMMANDS = ("solve", "serve_local", "calibrate", "batch", "bench")
+_COMMANDS = ("solve", "serve_local", "calibrate", "batch", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
