@@ -68,7 +68,7 @@ from ttc_agents.integrations.batch import (
     run_batch_target,
 )
 
-__all__ = ["RAY_ENVIRONMENT", "RemoteItemError", "run_batch_ray"]
+__all__ = ["RAY_ENVIRONMENT", "BatchWorker", "RemoteItemError", "import_ray", "run_batch_ray"]
 
 RAY_ENVIRONMENT: Mapping[str, str] = {
     "RAY_USAGE_STATS_ENABLED": "0",  # no usage report to Anyscale

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ttc_agents._answers import group_answers
+from ttc_agents._answers import group_answers, normalize_answer
 
 __all__ = [
     "Aggregation",
@@ -45,6 +45,14 @@ class Candidate:
     attempt: int | None = None
     group: int | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # A checkpointer (msgpack) gives tuples back as lists: keep them tuples, or a graph resumed from
+        # a checkpoint fails extending its steps (list + tuple).
+        if not isinstance(self.steps, tuple):
+            object.__setattr__(self, "steps", tuple(self.steps))
+        if not isinstance(self.step_scores, tuple):
+            object.__setattr__(self, "step_scores", tuple(self.step_scores))
 
     @property
     def text(self) -> str:
@@ -102,7 +110,8 @@ def select_answer(candidates: Sequence[Candidate], method: SelectionMethod = "we
     """
     if not candidates:
         return Selection(None, None, {})
-    answered = [i for i, c in enumerate(candidates) if c.answer is not None]
+    # An answer that normalises to nothing (\boxed{\text{}}, \boxed{$}) is no answer.
+    answered = [i for i, c in enumerate(candidates) if c.answer is not None and normalize_answer(c.answer)]
     if not answered:
         best = max(range(len(candidates)), key=lambda i: _score(candidates[i]))
         return Selection(None, best, {})

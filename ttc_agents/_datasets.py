@@ -518,7 +518,10 @@ def load_problems(spec: str) -> list[Problem]:
 
         problems = load_bench_problems(text)
     else:
-        path = Path(text).expanduser()
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:  # "~user/..." for an unknown user
+            path = Path(text)
         if not path.is_file():
             raise DatasetError(f"dataset spec {spec!r}: no such file; expected {_SPEC_FORMS}")
         problems = load_jsonl(path)

@@ -250,42 +250,67 @@ class Gateway:
         ledger: Ledger,
         node: str,
     ) -> _CallResult | None:
-        """One request (with retries) under a reservation; None when the budget refused it."""
+        """One request (with retries) under a reservation; None when the budget refused it.
+
+        An answer without any choice may still have been billed (its prompt at least): it is booked
+        as a failed call with what it billed, and the next attempt takes a reservation of its own, so
+        that what was billed and the next attempt's worst case both stay inside the budget.
+        """
         in_price, out_price = self.prices(spec)
-        reservation = ledger.reserve(
-            n,
-            prompt_tokens=prompt_token_bound(messages),
-            max_completion_tokens=int(request["max_tokens"]),
-            usd_per_prompt_token=in_price,
-            usd_per_completion_token=out_price,
-            flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
-        )
-        if reservation is None:
-            return None
-        kwargs = {**request, "n": reservation.n}
-        if seed is not None:
-            kwargs["seed"] = seed
-        try:
-            response = await self._complete_with_retries(spec, messages, kwargs, ledger, node)
-        except _BudgetTimeout:
-            ledger.release(reservation)
-            ledger.stop("max_seconds")
-            return None
-        except BaseException:
-            ledger.release(reservation)
-            raise
-        prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
-        book_as, priced = self._booking(spec, response)
-        choices = list(response.choices)[: reservation.n]
-        usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
-        ledger.settle(reservation, usage, node=node, model=book_as)
-        want_logprobs = "logprobs" in kwargs
-        samples = [
-            Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
-            for c in choices
-        ]
-        return _CallResult(samples, usage)
+        attempts = self.retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            reservation = ledger.reserve(
+                n,
+                prompt_tokens=prompt_token_bound(messages),
+                max_completion_tokens=int(request["max_tokens"]),
+                usd_per_prompt_token=in_price,
+                usd_per_completion_token=out_price,
+                flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
+            )
+            if reservation is None:
+                return None
+            kwargs = {**request, "n": reservation.n}
+            if seed is not None:
+                kwargs["seed"] = seed
+            try:
+                response = await self._complete_with_retries(spec, messages, kwargs, ledger, node)
+            except _BudgetTimeout:
+                ledger.release(reservation)
+                ledger.stop("max_seconds")
+                return None
+            except BaseException:
+                ledger.release(reservation)
+                raise
+            prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
+            completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
+            book_as, priced = self._booking(spec, response)
+            choices = list(response.choices or ())[: reservation.n]
+            if not choices:
+                failed = self._usage(priced, prompt_tokens, completion_tokens, failed_calls=1)
+                ledger.settle(reservation, failed, node=node, model=book_as)
+                if attempt < attempts and not await self._wait_before_retry(attempt, ledger):
+                    ledger.stop("max_seconds")
+                    return None
+                continue
+            usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
+            ledger.settle(reservation, usage, node=node, model=book_as)
+            want_logprobs = "logprobs" in kwargs
+            samples = [
+                Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
+                for c in choices
+            ]
+            return _CallResult(samples, usage)
+        raise _EmptyResponseError(f"{spec.name} returned no choices in {attempts} attempts")
+
+    async def _wait_before_retry(self, attempt: int, ledger: Ledger) -> bool:
+        """Back off before another attempt; False when the time budget would run out first."""
+        policy = self.retry
+        backoff = min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)) + random.uniform(0, policy.jitter)
+        left = ledger.seconds_left()
+        if left is not None and backoff >= left:
+            return False
+        await asyncio.sleep(backoff)
+        return True
 
     def _booking(self, spec: ModelSpec, response: Any) -> tuple[str, ModelSpec]:
         """Where a call's usage is booked and the spec it is priced with: for a group, the deployment's."""
@@ -351,8 +376,6 @@ class Gateway:
                             ),
                             timeout=timeout + 1.0,
                         )
-                    if not response.choices:
-                        raise _EmptyResponseError(f"{spec.name} returned no choices")
                 except BaseException as exc:
                     ledger.settle(None, Usage(failed_calls=1), node=node, model=failed_deployment_key(spec, exc))
                     out_of_time = (ledger.seconds_left() or 1.0) <= 0

@@ -189,7 +189,12 @@ class Policy(BaseModel):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
         """Read a policy file; an unknown format version is an error."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a policy file: invalid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a policy file: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
         if version != POLICY_FORMAT_VERSION:
             raise ValueError(f"{path}: policy format_version {version!r} is not {POLICY_FORMAT_VERSION}")

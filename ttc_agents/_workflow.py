@@ -64,6 +64,14 @@ class Workflow(BaseModel):
             return {k: {"name": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
 
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, value: str) -> str:
+        from ttc_agents.verifiers._factory import make_verifier
+
+        make_verifier(value)  # a ValueError naming the accepted forms
+        return value
+
     @model_validator(mode="after")
     def _one_way_to_answer(self) -> Workflow:
         if (self.strategy is None) == (self.policy is None):
@@ -131,6 +139,10 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise WorkflowConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise WorkflowConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise WorkflowConfigError(f"{path}: nested too deeply to read") from None
     workflows = data.get("workflows") if isinstance(data, dict) else None
     if not isinstance(workflows, dict) or not workflows or set(data) != {"workflows"}:
         raise WorkflowConfigError(f"{path}: expected a mapping with one key `workflows: {{name: ...}}`")

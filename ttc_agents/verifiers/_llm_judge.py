@@ -41,14 +41,26 @@ Unit = tuple[str, ...]
 """The steps one judge call looks at: a prefix (PRM) or a whole solution (ORM)."""
 
 
+def _logprob(value: object) -> float | None:
+    """A logprob as the server sent it: a number, at most 0 (larger ones are clipped); else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    logprob = float(value)
+    return None if math.isnan(logprob) else min(logprob, 0.0)
+
+
 def _verdict_logprobs(position: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """The (P(Yes), P(No)) masses among one token position's top logprobs (None when absent)."""
+    """The (P(Yes), P(No)) masses among one token position's top logprobs (None when absent).
+
+    What a server sends is not trusted: entries that are not a token with a numeric logprob are skipped.
+    """
     entries: dict[str, float] = {}
-    for item in position.get("top_logprobs") or ():
-        if isinstance(item, Mapping) and "token" in item and "logprob" in item:
-            entries.setdefault(str(item["token"]), float(item["logprob"]))
-    if "token" in position and "logprob" in position:
-        entries.setdefault(str(position["token"]), float(position["logprob"]))
+    top = position.get("top_logprobs")
+    for item in top if isinstance(top, list | tuple) else ():
+        if isinstance(item, Mapping) and "token" in item and (logprob := _logprob(item.get("logprob"))) is not None:
+            entries.setdefault(str(item["token"]), logprob)
+    if "token" in position and (logprob := _logprob(position.get("logprob"))) is not None:
+        entries.setdefault(str(position["token"]), logprob)
     yes = [lp for token, lp in entries.items() if token.strip().lower() == "yes"]
     no = [lp for token, lp in entries.items() if token.strip().lower() == "no"]
     return (
@@ -60,7 +72,7 @@ def _verdict_logprobs(position: Mapping[str, Any]) -> tuple[float | None, float 
 def _first_token(logprobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The first generated token that is not only whitespace (chat models may open with one)."""
     for position in logprobs:
-        if str(position.get("token", "")).strip():
+        if isinstance(position, Mapping) and str(position.get("token", "")).strip():
             return position
     return None
 

@@ -115,17 +115,31 @@ def _wait(state: RetryCallState) -> float:
     return min(after, _MAX_RETRY_AFTER) if after is not None else _BACKOFF(state)
 
 
+def _number(value: Any) -> float | None:
+    """A finite-or-infinite float from a pooled value; None for anything else (NaN, text, bool, null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf if value > 0 else -math.inf
+    return None if math.isnan(number) else number
+
+
 def _row_score(row: Any) -> float:
     """The step score of one pooled row: positive-class probability, or the single value."""
-    if isinstance(row, int | float):
-        return min(1.0, max(0.0, float(row)))
+    if (value := _number(row)) is not None:
+        return min(1.0, max(0.0, value))
     if isinstance(row, list) and len(row) == 1:
         return _row_score(row[0])
     if isinstance(row, list) and len(row) == 2:
-        negative, positive = float(row[0]), float(row[1])
-        if 0 <= negative <= 1 and 0 <= positive <= 1 and abs(negative + positive - 1) < 1e-3:
-            return positive
-        return 1.0 / (1.0 + math.exp(negative - positive))
+        negative, positive = _number(row[0]), _number(row[1])
+        if negative is not None and positive is not None:
+            if 0 <= negative <= 1 and 0 <= positive <= 1 and abs(negative + positive - 1) < 1e-3:
+                return positive
+            difference = negative - positive
+            if not math.isnan(difference):  # (inf - inf is not comparable)
+                return 1.0 / (1.0 + math.exp(min(difference, 700.0)))
     raise RewardModelError(f"unsupported pooled row {row!r}: expected [p_no, p_yes], [score] or a score")
 
 
