@@ -27,6 +27,7 @@ from test_faults import (  # the fault server and its audit (record_received is 
     OUT_PRICE,
     RECEIVED,
     RETRIES,
+    TOTALS,
     AuditedServer,
     arithmetic_text,
     assert_accounts,
@@ -235,4 +236,4 @@ def test_one_ledger_shared_by_concurrent_calls_never_overspends(
 
 def test_report_fuzz_cases() -> None:
     """Says how many hypothesis examples this module ran (for the issue's note)."""
-    print(f"\nbudget property examples: {EXAMPLES}")
+    print(f"\nbudget property examples: {EXAMPLES}; fault servers so far: {dict(TOTALS)}")

@@ -133,7 +133,6 @@ async def test_the_key_never_appears_in_any_artefact(
     logs: io.StringIO,
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    caplog.set_level(logging.DEBUG)
     artefacts: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
     store_path, checkpoints = tmp_path / "store.sqlite", tmp_path / "checkpoints.sqlite"
