@@ -18,8 +18,6 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
-from conftest_local import local_model_server  # noqa: F401  (the session's shared local server)
-
 from ttc_agents._demo import (
     LEVELS,
     CellRecord,
@@ -35,13 +33,17 @@ from ttc_agents._demo import (
     summary_dict,
     write_outputs,
 )
-from ttc_agents._local import LocalServerInfo
+from ttc_agents._local import LocalServerInfo, local_server_fixture
 from ttc_agents.cli import main
 
 needs_reasoning_gym = pytest.mark.skipif(
     importlib.util.find_spec("reasoning_gym") is None, reason="the demo's task set needs reasoning-gym"
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# A server of this module's own (private state directory): a server in the shared default state
+# directory can be stopped or replaced by another process while the demo runs.
+private_server = local_server_fixture("smollm2-135m", scope="module", private=True)
 
 
 def record(method: str, budget: int, question: str, correct: bool, **changes: Any) -> CellRecord:
@@ -181,10 +183,13 @@ async def test_whole_demo_offline_on_the_scripted_provider_replays_exactly(tmp_p
 @pytest.mark.local_model
 @needs_reasoning_gym
 def test_ttc_demo_quick_on_the_local_model(
-    local_model_server: LocalServerInfo,  # noqa: F811
+    private_server: LocalServerInfo,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("TTC_STATE_DIR", str(Path(private_server.log_path).parent))  # the demo reuses it
+    log = Path(private_server.log_path)
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -193,9 +198,12 @@ def test_ttc_demo_quick_on_the_local_model(
     assert (out / "accuracy_vs_tokens.png").read_bytes().startswith(PNG_MAGIC)
     assert (out / "responses.sqlite").exists()
     assert first["timing"]["new_samples"] > 0
+    assert str(private_server.pid) in first["timing"]["server"]  # reused, not a server of its own
     assert {row["method"] for row in first["results"]} >= {"best_of_n/majority", "beam_search", "revision"}
 
+    requests = log.read_text(errors="replace").count("POST /v1/chat/completions")
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert log.read_text(errors="replace").count("POST /v1/chat/completions") == requests
     second = json.loads((out / "summary.json").read_text())
     assert second["timing"]["new_samples"] == 0  # every sample replayed from the store
     assert second["timing"]["server"] is None  # the replayed run never even looked the server up

@@ -63,7 +63,7 @@ def gateway(private_server: LocalServerInfo) -> Gateway:
 
 def spec(**changes: Any) -> ModelSpec:
     # api_key: LiteLLM's OpenAI-compatible route refuses to send a request without one.
-    return ModelSpec(name=MODEL, api_key="none", max_tokens=24, **changes)
+    return ModelSpec(**{"name": MODEL, "api_key": "none", "max_tokens": 24, **changes})
 
 
 def user(content: str) -> list[dict[str, str]]:

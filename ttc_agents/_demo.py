@@ -1,7 +1,7 @@
 """``ttc demo``: every strategy, at a few budgets, on a real model, on a seeded graded task set.
 
 The demo answers a built-in set of arithmetic questions from reasoning-gym's generators (three
-levels: one-digit sums, one-digit products, two-digit sums and differences, graded by each
+levels: one-digit sums, one-digit products, two-digit sums; 10 questions each, graded by each
 generator's own ``score_answer``) with
 
 * best-of-N, weighted by the verifier and by majority vote,
@@ -10,33 +10,51 @@ generator's own ``score_answer``) with
 * and the compute-optimal router: a policy fitted on half of the questions (calibration split)
   from the outcomes above, evaluated on the other half (held-out split),
 
-at generation budgets N = 1, 4, 8 (``--quick``: 1 and 4, and fewer questions). It prints a table
-(strategy x N -> accuracy, samples, tokens, seconds), and writes ``summary.json`` and
+at generation budgets N = 1, 2, 4 (``--quick``: 2 questions per level, N = 1 and 4). It prints a
+table (strategy x N -> accuracy, samples, tokens, seconds), and writes ``summary.json`` and
 ``accuracy_vs_tokens.png`` (accuracy against generated tokens per question, one line per strategy).
 
-Why these choices (measured on SmolLM2-135M-Instruct, 2 cores; the numbers are in the README):
+Why these choices. Measured on SmolLM2-135M-Instruct (llama.cpp, 2 shared cores), 8 samples per
+question at T = 0.8; pass@1 is the share of correct samples, pass@8 "any correct":
 
-* **Prompts.** The library's default prompts ask for step-by-step work ending in ``\\boxed{}``; the
-  135M model rarely follows them. Asked for "just the number" it does worse still. What works is a
-  multi-turn few-shot conversation: three solved examples in the generator's own phrasing, each
-  answer one calculation per line then ``The answer is N.`` (pass@1 on one-digit sums: default
-  prompt 0.33, "just the number" 0.20, few-shot in one message 0.45, multi-turn few-shot 0.93).
-  The examples go in the graphs' ``context`` input; the prompt overrides in :data:`DEMO_PROMPTS`
-  keep the user turn in the same shape. Beam search writes one step per request, so its
-  conversation also shows step-by-step continuations of one example.
-* **Levels.** With those prompts one-digit sums are nearly solved (pass@1 ~0.85-0.93), one-digit
-  products are medium (pass@1 ~0.5-0.8, pass@8 up to 1.0) and two-digit sums are hard (pass@1
-  ~0.1, pass@8 ~0.5): test-time compute has room to help on the last two.
+* **Prompt format** (10 one-digit sums)::
+
+      format                                               pass@1  pass@8  majority@8  tokens
+      library default (step by step, \\boxed{})              0.33    0.80    0.70        38
+      "Answer with just the number."                         0.20    0.50    0.30        18
+      few-shot Q/A in one message, just the number           0.04    0.30    0.00         9
+      few-shot in one message, one calculation per line      0.45    0.90    0.60        19
+      multi-turn few-shot, one calculation per line          0.93    1.00    1.00        16
+      multi-turn few-shot, just the number                   0.05    0.20    0.10         2
+
+  So the demo shows three solved examples as earlier chat turns (the graphs' ``context`` input),
+  in the generator's own phrasing, each answer one calculation per line then ``The answer is N.``;
+  the overrides in :data:`DEMO_PROMPTS` keep the user turn in the same shape.
+* **Levels** (with that format; 12 questions, seed 0): one-digit sums pass@1 0.93-0.97 (easy);
+  one-digit products 0.64 -> pass@8 0.83, weighted@8 0.75, majority@8 0.67 (medium); two-digit sums
+  0.12 -> pass@8 0.33, weighted@8 0.25, majority@8 0.08 (hard). Rejected: two-digit sums and
+  differences (chain_sum: mostly negative results, 0.00), three one-digit terms (0.25 -> 0.42),
+  mixed operators (0.06 -> 0.20), two-digit products (0.20 -> 0.30).
+* **Beam search** writes one step per request, which the model does poorly with any prompt (beam
+  N=4 on 8 products / 8 two-digit sums: plain examples 0.25 / 0.00, step-by-step examples only
+  0.25 / 0.00, both 0.38 / 0.12). Showing everyone the step examples cut best-of-N's pass@1 on
+  products from 0.78 to 0.48, so only beam search's conversation carries them.
+* **Revise prompt** (revision N=4, 6 products): question first and "Check the calculation and
+  answer again" 0.17 (the model writes "The answer is indeed 18", read as "indeed 18"); asking for
+  the same form 0.83; the earlier attempts first, then "Solve it again: <question>" 1.00 (chosen).
 * **Verifier.** The 135M model is no usable judge (AUC ~0.5 as an LLM-judge PRM), so the demo uses
   :class:`~ttc_agents.verifiers.ArithmeticStepVerifier`, a pure-CPU process verifier that checks
   every ``a op b = c`` claim of a step. It knows nothing of the question: a correct calculation of
   the wrong numbers scores 1.0. Majority vote needs no verifier at all.
+* **Sizes.** 30 questions at N = 1, 2, 4 took 7m20s at load average 5.5-7.4 on 2 cores (3m56s with
+  24 questions at load 3-4.5); N = 8 doubled that. ``--quick`` takes about a minute.
 
 Every model call goes through the gateway with a record/replay :class:`~ttc_agents.ResponseStore`
-(``OUT/responses.sqlite`` by default). Within a run this is also the sample pool: best-of-N at
-N = 4 reads the first 4 samples of N = 8, majority reads weighted's samples, revision's first
-attempt is best-of-N's first sample, and the router replays the calibrated strategies. A second run
-replays everything: the same numbers, and no request reaches the model.
+(``OUT/responses.sqlite`` by default). Within a run this is also the sample pool: the largest N
+runs first and smaller N read its first samples, majority reads weighted's samples, revision's
+first attempt is best-of-N's first sample, and the router replays the calibrated strategies. A
+second run replays everything: the same numbers (``summary.json`` outside ``timing``), no request
+reaches the model, and no server is started.
 """
 
 from __future__ import annotations
@@ -780,13 +798,20 @@ def plot_accuracy_vs_tokens(rows: Sequence[SummaryRow], path: Path, *, title: st
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    labelled: set[tuple[float, float, str]] = set()
     for method in dict.fromkeys(row.method for row in rows):
-        points = sorted((r for r in rows if r.method == method), key=lambda r: r.generated_tokens)
+        points = sorted((r for r in rows if r.method == method), key=lambda r: (r.generated_tokens, r.budget))
         label = method + (" (held-out half)" if points and points[0].split == "held-out" else "")
         xs = [max(r.generated_tokens, 1e-3) for r in points]
         ax.plot(xs, [r.accuracy for r in points], "o-" if method != ROUTER else "s--", label=label)
+        budgets_at: dict[tuple[float, float], list[int]] = {}
         for r, x in zip(points, xs, strict=True):
-            ax.annotate(f"N={r.budget}", (x, r.accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            budgets_at.setdefault((round(x, 6), round(r.accuracy, 6)), []).append(r.budget)
+        for (x, y), budgets in budgets_at.items():  # one label per point: "N=2,4" where budgets coincide
+            text = "N=" + ",".join(map(str, budgets))
+            if (x, y, text) not in labelled:  # and not twice where several strategies coincide
+                labelled.add((x, y, text))
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("generated tokens per question (log scale)")
     ax.set_ylabel("accuracy")
