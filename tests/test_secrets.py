@@ -3,10 +3,10 @@
 A recognisable fake key is set as a ModelSpec ``api_key`` (in code and in workflow YAML) and as
 ``OPENAI_API_KEY``. Runs go to a loopback server (which checks that the key really was sent) with the
 record store and a SQLite checkpointer on, LiteLLM and every other logger at DEBUG, through a
-workflow, the LLM judge, the CLI and error paths (400, 401, a config error). Then every artefact is
-searched for the key: captured logs, stdout/stderr, results and their JSON, streamed updates,
-checkpoint states, the store's and the checkpointer's database files (with their WAL files),
-error messages, tracebacks and reprs.
+workflow, the LLM judge, the CLI, a batch and error paths (400, 401, a config error). Then every
+artefact is searched for the key: captured logs, stdout/stderr, results and their JSON, the batch
+results file, streamed updates, checkpoint states, the store's and the checkpointer's database files
+(with their WAL files), error messages, tracebacks and reprs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ttc_agents import (
 from ttc_agents._store import ResponseStore
 from ttc_agents._workflow import WorkflowConfigError, load_workflow
 from ttc_agents.cli import main
+from ttc_agents.integrations.batch import run_batch
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault
 from ttc_agents.verifiers import LLMJudgePRM
 
@@ -216,6 +217,19 @@ async def test_the_key_never_appears_in_any_artefact(
                 load_workflow(config_path, "broken")
             errors["config"] = config_error.value
 
+            # A batch results file, with an error record (a 401) among the answers.
+            server.add_faults(Fault.http_error(401))
+            await run_batch(
+                [f"What is {i} * 7 + 5?" for i in range(4)],
+                workflow,
+                out=tmp_path / "batch.jsonl",
+                max_concurrency=1,
+                progress=False,
+                gateway=gateway,
+            )
+            batch_records = (tmp_path / "batch.jsonl").read_text(encoding="utf-8")
+            assert '"error": "AuthenticationError' in batch_records and '"answer": "' in batch_records
+
         # The CLI (in a thread: it runs its own event loop), with a results line on stdout, then its
         # one-line error for a 401, and a config error's traceback with --debug.
         cli = ["solve", QUESTION, "--workflow", "keyed", "--config", str(config_path)]
@@ -240,6 +254,7 @@ async def test_the_key_never_appears_in_any_artefact(
             "caplog": caplog.text,
             "record store": file_bytes(store_path),
             "CLI record store": file_bytes(tmp_path / "cli-store.sqlite"),
+            "batch results": (tmp_path / "batch.jsonl").read_bytes(),
             "checkpoints": file_bytes(checkpoints),
             "ModelSpec repr": repr(keyed) + str(keyed),
             "ModelSpec dumps": repr(keyed.model_dump()) + keyed.model_dump_json(),
