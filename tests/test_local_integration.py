@@ -156,11 +156,6 @@ async def test_replay_calls_the_server_zero_times(
     assert second["ledger"].total.completion_tokens == first["ledger"].total.completion_tokens
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Gateway bug: a name mapped by a resolver (local/...) is sent to LiteLLM's OpenAI route with "
-    "api_key=None, which LiteLLM refuses without OPENAI_API_KEY; the gateway should pass a placeholder key",
-)
 async def test_local_model_name_without_an_api_key(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     """``local/smollm2-135m`` as a bare name, with no OPENAI_API_KEY in the environment."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

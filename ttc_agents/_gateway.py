@@ -330,6 +330,9 @@ class Gateway:
         self, spec: ModelSpec, messages: list[Message], kwargs: dict[str, Any], ledger: Ledger, node: str
     ) -> Any:
         model, api_base = await self.litellm_route(spec)
+        # A server a resolver mapped (local/...) needs no key, but LiteLLM's OpenAI route refuses None.
+        resolved = api_base is not None and spec.api_base is None
+        api_key = spec.api_key.get_secret_value() if spec.api_key else ("none" if resolved else None)
         policy = self.retry
 
         def wait(state: RetryCallState) -> float:
@@ -366,7 +369,7 @@ class Gateway:
                                 model=model,
                                 messages=messages,
                                 api_base=api_base,
-                                api_key=spec.api_key.get_secret_value() if spec.api_key else None,
+                                api_key=api_key,
                                 timeout=timeout,
                                 num_retries=0,
                                 max_retries=0,
