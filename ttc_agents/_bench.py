@@ -69,7 +69,7 @@ from ttc_agents._calibrate import (
     actions_for,
     run_grid,
 )
-from ttc_agents._datasets import Problem, grade
+from ttc_agents._datasets import Problem, grade, jsonl_lines
 from ttc_agents._gateway import Gateway, get_default_gateway
 from ttc_agents._loaders import OnError, load_bench_problems
 from ttc_agents._models import ModelSpec
@@ -232,7 +232,7 @@ def _read_rows(path: Path) -> tuple[list[Row], list[str], int]:
         notes.append(f"{path.name}: removed a partial last line ({len(data) - keep} bytes)")
         data = data[:keep]
     rows: list[Row] = []
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+    for number, line in jsonl_lines(data.decode("utf-8", errors="replace")):
         if not line.strip():
             continue
         try:

@@ -13,12 +13,13 @@ immutable value that checkpointers can store.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
@@ -30,9 +31,14 @@ __all__ = [
     "LedgerSnapshot",
     "Reservation",
     "Usage",
+    "ledger_snapshot_of",
 ]
 
-BudgetLimit = Literal["max_samples", "max_tokens", "max_usd", "max_flops", "max_seconds"]
+BudgetLimit = Literal["max_samples", "max_tokens", "max_usd", "max_flops", "max_seconds", "server_ignored_max_tokens"]
+"""Why a run was stopped: the limit that ran out, or ``server_ignored_max_tokens`` when a server sent
+more completion tokens than a request's ``max_tokens x n`` (see :meth:`Ledger.flag_overrun`)."""
+
+SERVER_IGNORED_MAX_TOKENS: Final = "server_ignored_max_tokens"
 
 
 class Budget(BaseModel):
@@ -70,7 +76,13 @@ class Budget(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What some calls spent. ``replayed`` counts samples answered from the record store."""
+    """What some calls spent. ``replayed`` counts samples answered from the record store.
+
+    ``prompt_tokens``, ``completion_tokens``, ``usd`` and ``flops`` are what providers reported. The
+    ``unconfirmed_*`` fields are the worst case (the reservation) of requests whose bill nobody saw: an
+    attempt the client timed out on, or that was cancelled while in flight, may still be billed by the
+    provider. Budgets count both (:attr:`charged_tokens`, :attr:`charged_usd`, :attr:`charged_flops`).
+    """
 
     calls: int = 0
     samples: int = 0
@@ -80,10 +92,29 @@ class Usage:
     flops: float = 0.0
     failed_calls: int = 0
     replayed: int = 0
+    unconfirmed_tokens: int = 0
+    unconfirmed_usd: float = 0.0
+    unconfirmed_flops: float = 0.0
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens providers reported."""
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def charged_tokens(self) -> int:
+        """What a token budget counts: reported tokens plus the worst case of unconfirmed requests."""
+        return self.total_tokens + self.unconfirmed_tokens
+
+    @property
+    def charged_usd(self) -> float:
+        """What a USD budget counts: reported USD plus the worst case of unconfirmed requests."""
+        return self.usd + self.unconfirmed_usd
+
+    @property
+    def charged_flops(self) -> float:
+        """What a FLOPs budget counts: reported FLOPs plus the worst case of unconfirmed requests."""
+        return self.flops + self.unconfirmed_flops
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -117,6 +148,8 @@ class LedgerSnapshot:
     started_at: float = 0.0
     entries: tuple[LedgerEntry, ...] = ()
     stopped_by: BudgetLimit | None = None
+    overrun_tokens: int = 0
+    """Completion tokens servers sent above the requests' ``max_tokens x n`` (booked: the spend is real)."""
 
     @property
     def total(self) -> Usage:
@@ -141,6 +174,7 @@ class LedgerSnapshot:
             "entries": [{"node": e.node, "model": e.model, **e.usage.as_dict()} for e in self.entries],
             "budget": None if self.budget is None else self.budget.model_dump(exclude_none=True),
             "stopped_by": self.stopped_by,
+            "overrun_tokens": self.overrun_tokens,
         }
 
 
@@ -157,11 +191,17 @@ class Reservation:
 
 @dataclass(slots=True)
 class Ledger:
-    """The running account of one run against its budget. Safe to share between tasks and threads."""
+    """The running account of one run against its budget. Safe to share between tasks and threads.
+
+    ``overrun_tokens`` counts completion tokens a server sent above a request's ``max_tokens x n``
+    (:meth:`flag_overrun`): they are booked, since they are billed, and from then on the ledger
+    grants no reservation, so the run stops (``stopped_by == "server_ignored_max_tokens"``).
+    """
 
     budget: Budget = field(default_factory=Budget)
     started_at: float = field(default_factory=time.time)
     stopped_by: BudgetLimit | None = None
+    overrun_tokens: int = 0
     _spent: dict[tuple[str, str], Usage] = field(default_factory=dict)
     _held_samples: int = 0
     _held_tokens: int = 0
@@ -176,6 +216,7 @@ class Ledger:
             return cls(budget=budget or Budget())
         ledger = cls(budget=budget or snapshot.budget or Budget(), started_at=snapshot.started_at)
         ledger.stopped_by = snapshot.stopped_by
+        ledger.overrun_tokens = snapshot.overrun_tokens
         for entry in snapshot.entries:
             ledger._spent[(entry.node, entry.model)] = entry.usage
         return ledger
@@ -183,7 +224,7 @@ class Ledger:
     def snapshot(self) -> LedgerSnapshot:
         with self._lock:
             entries = tuple(LedgerEntry(node, model, usage) for (node, model), usage in self._spent.items())
-            return LedgerSnapshot(self.budget, self.started_at, entries, self.stopped_by)
+            return LedgerSnapshot(self.budget, self.started_at, entries, self.stopped_by, self.overrun_tokens)
 
     @property
     def total(self) -> Usage:
@@ -205,6 +246,13 @@ class Ledger:
             if self.stopped_by is None:
                 self.stopped_by = limit
 
+    def flag_overrun(self, tokens: int) -> None:
+        """Record that a server sent ``tokens`` completion tokens above what was asked for: the run
+        stops (no more reservations) with ``stopped_by = "server_ignored_max_tokens"``."""
+        with self._lock:
+            self.overrun_tokens += max(1, tokens)
+            self.stopped_by = SERVER_IGNORED_MAX_TOKENS
+
     def reserve(
         self,
         n: int,
@@ -218,13 +266,15 @@ class Ledger:
         """Hold the worst case of one call asking for ``n`` samples, shrinking ``n`` to what fits.
 
         ``prompt_tokens`` must be an upper bound of the prompt's size. Returns None, and records the
-        limit in :attr:`stopped_by`, when not even one sample fits. A USD limit with an unknown price
-        is an error: the ledger could not keep it.
+        limit in :attr:`stopped_by`, when not even one sample fits, and always after an overrun
+        (:meth:`flag_overrun`). A USD limit with an unknown price is an error: the ledger could not keep it.
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         budget = self.budget
         with self._lock:
+            if self.overrun_tokens:
+                return None
             spent = Usage.total(self._spent.values())
             limit: BudgetLimit | None = None
             granted = n
@@ -235,7 +285,7 @@ class Ledger:
                 if fits < granted:
                     granted, limit = max(0, fits), "max_samples"
             if budget.max_tokens is not None and granted > 0:
-                left = budget.max_tokens - spent.total_tokens - self._held_tokens - prompt_tokens
+                left = budget.max_tokens - spent.charged_tokens - self._held_tokens - prompt_tokens
                 fits = left // max_completion_tokens if left > 0 else 0
                 if fits < granted:
                     granted, limit = max(0, fits), "max_tokens"
@@ -245,7 +295,7 @@ class Ledger:
                         "max_usd is set but the model's price is unknown; give the ModelSpec "
                         "usd_per_input_token and usd_per_output_token"
                     )
-                left_usd = budget.max_usd - spent.usd - self._held_usd - prompt_tokens * usd_per_prompt_token
+                left_usd = budget.max_usd - spent.charged_usd - self._held_usd - prompt_tokens * usd_per_prompt_token
                 per_sample = max_completion_tokens * usd_per_completion_token
                 fits = granted if per_sample == 0 else math.floor(left_usd / per_sample) if left_usd > 0 else 0
                 if fits < granted:
@@ -255,7 +305,7 @@ class Ledger:
                     raise ValueError(
                         "max_flops is set but the model's parameter count is unknown; give ModelSpec parameters"
                     )
-                left_flops = budget.max_flops - spent.flops - self._held_flops - prompt_tokens * flops_per_token
+                left_flops = budget.max_flops - spent.charged_flops - self._held_flops - prompt_tokens * flops_per_token
                 per_sample = max_completion_tokens * flops_per_token
                 fits = math.floor(left_flops / per_sample) if left_flops > 0 else 0
                 if fits < granted:
@@ -291,6 +341,17 @@ class Ledger:
         with self._lock:
             self._unhold(reservation)
 
+    def settle_unconfirmed(self, reservation: Reservation, *, node: str, model: str) -> None:
+        """Book the whole of ``reservation`` as unconfirmed spend: for a request that was sent but
+        whose answer never came (the client timed out, or it was cancelled in flight). The provider
+        may bill it anyway, so its worst case stays counted against the budget."""
+        usage = Usage(
+            unconfirmed_tokens=reservation.tokens,
+            unconfirmed_usd=reservation.usd,
+            unconfirmed_flops=reservation.flops,
+        )
+        self.settle(reservation, usage, node=node, model=model)
+
     def _unhold(self, reservation: Reservation) -> None:
         if not reservation.settled:
             reservation.settled = True
@@ -306,4 +367,43 @@ def merge_snapshots(base: LedgerSnapshot, *others: LedgerSnapshot) -> LedgerSnap
     for other in others:
         entries.extend(other.entries)
     stopped = base.stopped_by or next((o.stopped_by for o in others if o.stopped_by), None)
-    return replace(base, entries=tuple(entries), stopped_by=stopped)
+    overrun = base.overrun_tokens + sum(o.overrun_tokens for o in others)
+    if overrun:
+        stopped = SERVER_IGNORED_MAX_TOKENS
+    return replace(base, entries=tuple(entries), stopped_by=stopped, overrun_tokens=overrun)
+
+
+LEDGER_ATTRIBUTE: Final = "ttc_ledger"
+"""The attribute under which an exception out of a model call carries the run's live :class:`Ledger`."""
+
+
+def attach_ledger(exc: BaseException, ledger: Ledger) -> None:
+    """Let ``exc`` carry ``ledger`` (the innermost ledger wins: it is the failing call's)."""
+    if getattr(exc, LEDGER_ATTRIBUTE, None) is None:
+        with contextlib.suppress(AttributeError, TypeError):  # an exception type with __slots__
+            setattr(exc, LEDGER_ATTRIBUTE, ledger)
+
+
+def ledger_snapshot_of(exc: BaseException) -> LedgerSnapshot | None:
+    """What the run had spent when ``exc`` ended it, or None if ``exc`` carries no ledger.
+
+    Every exception a model call raises through the gateway carries the run's ledger, with what was
+    booked up to the failure (and, once the failure has reached the caller, what the cancelled sibling
+    calls booked): read it here so that a failed run's spend is not lost. Exception groups are searched.
+    """
+    pending = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        ledger = getattr(current, LEDGER_ATTRIBUTE, None)
+        if isinstance(ledger, Ledger):
+            return ledger.snapshot()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return None

@@ -39,10 +39,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import types
 import typing
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -50,7 +51,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from ttc_agents._answers import answers_equivalent
+from ttc_agents._answers import answers_equivalent, extract_answer
 
 __all__ = [
     "ARITHMETIC_LEVELS",
@@ -60,10 +61,18 @@ __all__ = [
     "Problem",
     "arithmetic_problems",
     "grade",
+    "jsonl_lines",
+    "load_gsm8k",
     "load_jsonl",
+    "load_math500",
     "load_problems",
+    "read_jsonl_objects",
     "reasoning_gym_problems",
+    "report_bad_line",
 ]
+
+OnError = Literal["fail", "skip"]
+"""What a loader does with a bad line: raise :class:`DatasetError`, or warn and skip it."""
 
 Grader = Callable[[str | None], bool]
 """A generator's own check of a predicted final answer (``None`` = no answer)."""
@@ -162,54 +171,229 @@ def _row_problem(row: _Row, default_id: str) -> Problem:
     return Problem(problem_id, row.question, answer.strip(), row.difficulty, metadata)
 
 
-def load_jsonl(path: str | Path, *, on_error: Literal["fail", "skip"] = "fail") -> list[Problem]:
-    """Read problems from a JSON Lines file (see the module docstring for the fields).
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of JSON Lines text, numbered as the file's lines are.
 
-    Blank lines are ignored. A bad line (invalid JSON, not an object, a missing or mistyped
-    field, an empty question or answer, a repeated id) raises :class:`DatasetError` naming the
-    file, the line number and what is wrong; with ``on_error="skip"`` it is skipped with a
-    :class:`DatasetWarning` saying the same.
+    Lines end at ``\\n`` only (a trailing ``\\r`` is dropped): never at the other Unicode line
+    boundaries :meth:`str.splitlines` knows (``\\x1c``-``\\x1e``, ``\\x85``, U+2028, U+2029), which
+    JSON allows inside strings and which no JSONL writer treats as the end of a record. Every
+    JSONL reader of the library goes through this function.
+    """
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line[:-1] if line.endswith("\r") else line
+
+
+def read_jsonl_objects(path: Path, on_error: OnError, *, stacklevel: int = 2) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of the JSON Lines file ``path``.
+
+    An unreadable or non-UTF-8 file raises :class:`DatasetError` naming it; a line that is not JSON
+    or not an object is reported by :func:`report_bad_line` (raise, or warn and skip). Lines are
+    split by :func:`jsonl_lines`. ``stacklevel`` is the warning's, counted from the caller.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in jsonl_lines(text):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
-            if not isinstance(data, dict):
-                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-            problem = _row_problem(_Row.model_validate(data), f"{path.stem}:{number}")
+        except json.JSONDecodeError as exc:
+            report_bad_line(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})", on_error, stacklevel + 1)
+            continue
+        except RecursionError:
+            report_bad_line(path, number, "invalid JSON: nested too deeply", on_error, stacklevel + 1)
+            continue
+        if not isinstance(data, dict):
+            report_bad_line(
+                path, number, f"expected a JSON object, got {type(data).__name__}", on_error, stacklevel + 1
+            )
+            continue
+        yield number, data
+
+
+def report_bad_line(path: Path, number: int, what: str, on_error: OnError, stacklevel: int = 2) -> None:
+    """Raise :class:`DatasetError` ``PATH:LINE: what`` (``on_error="fail"``), or warn and go on."""
+    message = f"{path}:{number}: {what}"
+    if on_error == "fail":
+        raise DatasetError(message)
+    warnings.warn(f"skipped {message}", DatasetWarning, stacklevel=stacklevel + 1)
+
+
+def _load_rows(
+    path: str | Path,
+    on_error: OnError,
+    parse: Callable[[dict[str, Any], str, int], Problem],
+    *,
+    describe: Callable[[ValidationError], str] | None = None,
+    stacklevel: int = 3,
+) -> list[Problem]:
+    """Problems parsed by ``parse(object, file stem, line number)`` from every object line of ``path``.
+
+    ``parse`` raises ``ValueError`` (or a pydantic ``ValidationError``) saying what is wrong with a
+    line; a repeated id is a bad line too."""
+    path = Path(path).expanduser()
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for number, data in read_jsonl_objects(path, on_error, stacklevel=stacklevel + 1):
+        try:
+            problem = parse(data, path.stem, number)
             if problem.id in seen:
                 raise ValueError(f"id {problem.id!r} repeats line {seen[problem.id]}")
         except ValidationError as exc:
-            _bad_line(path, number, _validation_message(exc), on_error)
-            continue
-        except json.JSONDecodeError as exc:
-            _bad_line(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})", on_error)
+            report_bad_line(path, number, (describe or _validation_message)(exc), on_error, stacklevel + 1)
             continue
         except ValueError as exc:
-            _bad_line(path, number, str(exc), on_error)
+            report_bad_line(path, number, str(exc), on_error, stacklevel + 1)
             continue
         seen[problem.id] = number
         problems.append(problem)
     return problems
 
 
-def _bad_line(path: Path, number: int, what: str, on_error: str) -> None:
-    message = f"{path}:{number}: {what}"
-    if on_error == "fail":
-        raise DatasetError(message)
-    warnings.warn(f"skipped {message}", DatasetWarning, stacklevel=3)
+def _generic_problem(data: dict[str, Any], stem: str, number: int) -> Problem:
+    return _row_problem(_Row.model_validate(data), f"{stem}:{number}")
+
+
+def load_jsonl(path: str | Path, *, on_error: OnError = "fail") -> list[Problem]:
+    """Read problems from a JSON Lines file (see the module docstring for the fields).
+
+    Blank lines are ignored; lines end at ``\\n`` only (:func:`jsonl_lines`). A bad line (invalid
+    JSON, not an object, a missing or mistyped field, an empty question or answer, a repeated id)
+    raises :class:`DatasetError` naming the file, the line number and what is wrong; with
+    ``on_error="skip"`` it is skipped with a :class:`DatasetWarning` saying the same.
+    """
+    return _load_rows(path, on_error, _generic_problem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Published formats: MATH-500 and GSM8K (see ttc_agents._loaders for the specs)
+# ---------------------------------------------------------------------------------------------
+
+_LEVEL_TEXT: Final = re.compile(r"\s*level\s*(?P<n>\d+|\?)\s*", re.IGNORECASE)
+_NUMBER_WITH_COMMAS: Final = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+class _MathRow(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    problem: StrictStr
+    solution: StrictStr | None = None
+    answer: StrictStr | StrictInt | StrictFloat | None = None
+    level: StrictInt | StrictStr | None = None
+    subject: StrictStr | None = None
+    type: StrictStr | None = None
+    unique_id: StrictStr | None = None
+
+
+class _GSM8KRow(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    question: StrictStr
+    answer: StrictStr
+    id: StrictStr | StrictInt | None = None
+
+
+def _fields_message(error: ValidationError) -> str:
+    parts: dict[str, str] = {}
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else "row"
+        if name not in parts:  # a union reports one error per member type
+            got = "" if item["type"] == "missing" else f", got {type(item['input']).__name__}"
+            parts[name] = f"field {name!r}: {'required' if item['type'] == 'missing' else 'wrong type'}{got}"
+    return "; ".join(parts.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# MATH-500
+# ---------------------------------------------------------------------------------------------
+
+
+def _level(value: int | str | None) -> int | None:
+    if value is None or isinstance(value, int):
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"field 'level': must be at least 1, got {value}")
+        return value
+    match = _LEVEL_TEXT.fullmatch(value) or re.fullmatch(r"\s*(?P<n>\d+)\s*", value)
+    if match is None:
+        raise ValueError(f"field 'level': expected an integer or 'Level N', got {value!r}")
+    return None if match.group("n") == "?" else int(match.group("n"))
+
+
+def _math_problem(data: dict[str, Any], stem: str, number: int) -> Problem:
+    row = _MathRow.model_validate(data)
+    if not row.problem.strip():
+        raise ValueError("field 'problem': must not be empty")
+    if row.answer is not None:
+        answer = row.answer if isinstance(row.answer, str) else json.dumps(row.answer)
+    elif row.solution is not None and ("\\boxed" in row.solution or "\\fbox" in row.solution):
+        answer = extract_answer(row.solution) or ""
+    else:
+        raise ValueError("no 'answer' field and no \\boxed{} answer in 'solution'")
+    if not answer.strip():
+        raise ValueError("field 'answer': must not be empty")
+    level = _level(row.level)
+    metadata: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "source": "MATH",
+            "solution": row.solution,
+            "subject": row.subject or row.type,
+            "level": level,
+            "unique_id": row.unique_id,
+        }.items()
+        if value is not None
+    }
+    metadata.update(row.model_extra or {})
+    problem_id = row.unique_id or f"{stem}:{number}"
+    return Problem(problem_id, row.problem, answer.strip(), level, metadata)
+
+
+def load_math500(path: str | Path, *, on_error: OnError = "fail") -> list[Problem]:
+    """Problems from a local MATH-500 (or MATH) JSONL file; see the module docstring.
+
+    Ids are the rows' ``unique_id`` (else ``"<file stem>:<line>"``), ``difficulty`` is the
+    level, and answers are graded by math-verify equivalence (:func:`grade`).
+    """
+    return _load_rows(path, on_error, _math_problem, describe=_fields_message)
+
+
+# ---------------------------------------------------------------------------------------------
+# GSM8K
+# ---------------------------------------------------------------------------------------------
+
+
+def _gsm8k_final_answer(answer: str) -> str:
+    """The ``N`` of a GSM8K solution ending in ``#### N``, without thousands separators."""
+    if "####" not in answer:
+        raise ValueError("field 'answer': must end with '#### <final answer>'")
+    final = answer.rsplit("####", 1)[1].strip()
+    if not final:
+        raise ValueError("field 'answer': nothing after '####'")
+    if _NUMBER_WITH_COMMAS.fullmatch(final):
+        final = final.replace(",", "")
+    return final
+
+
+def _gsm8k_problem(data: dict[str, Any], stem: str, number: int) -> Problem:
+    row = _GSM8KRow.model_validate(data)
+    if not row.question.strip():
+        raise ValueError("field 'question': must not be empty")
+    final = _gsm8k_final_answer(row.answer)
+    metadata: dict[str, Any] = {"source": "GSM8K", "solution": row.answer, **(row.model_extra or {})}
+    problem_id = f"{stem}:{number}" if row.id is None else str(row.id)
+    return Problem(problem_id, row.question, final, None, metadata)
+
+
+def load_gsm8k(path: str | Path, *, on_error: OnError = "fail") -> list[Problem]:
+    """Problems from a local GSM8K JSONL file; see the module docstring. Ids are ``"<file stem>:<line>"``
+    (or the row's ``id``); GSM8K has no difficulty levels."""
+    return _load_rows(path, on_error, _gsm8k_problem, describe=_fields_message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,9 +698,11 @@ def load_problems(spec: str) -> list[Problem]:
     elif text == "arith" or text.startswith("arith?"):
         problems = _arith_spec(spec, text.partition("?")[2])
     elif text.startswith(("math500:", "gsm8k:")):
-        from ttc_agents._loaders import load_bench_problems
-
-        problems = load_bench_problems(text)
+        kind, _, rest = text.partition(":")
+        path = Path(rest.strip()).expanduser()
+        if not path.is_file():
+            raise DatasetError(f"dataset spec {spec!r}: no such file {str(path)!r}")
+        problems = load_math500(path) if kind == "math500" else load_gsm8k(path)
     else:
         try:
             path = Path(text).expanduser()

@@ -6,15 +6,32 @@ calls when fewer came (llama.cpp's server silently returns one). Before any requ
 ledger reserves its worst case and may shrink ``n`` or refuse; after it, the real usage (tokens,
 USD, FLOPs) is booked. Transient failures are retried with tenacity; answers can be recorded to and
 replayed from a :class:`~ttc_agents.ResponseStore`.
+
+What the ledger books when a call does not simply succeed:
+
+* an error answer (4xx, 5xx, a reset connection) is a failed call, billed nothing;
+* an attempt the client timed out on, or that was cancelled while in flight (a sibling call failed,
+  or the caller gave up), may still be billed by the provider: its reservation, the worst case, is
+  booked as *unconfirmed* spend (:attr:`Usage.unconfirmed_tokens`), and a retry takes a reservation of
+  its own;
+* a response with more completion tokens than ``max_tokens x n`` (a server that ignores
+  ``max_tokens``) is booked as it came, flagged (:meth:`Ledger.flag_overrun`: ``overrun_tokens``,
+  ``stopped_by == "server_ignored_max_tokens"``) and ends the run: the ledger grants nothing more.
+
+Every exception a call raises leaves with the configured secrets masked in its text
+(:func:`~ttc_agents._secrets.mask_exception`) and carries the run's ledger
+(:func:`~ttc_agents._budget.ledger_snapshot_of`). Sibling calls of one request (top-ups) are
+cancelled when one fails (:func:`gather_or_cancel`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from litellm.exceptions import APIConnectionError, Timeout
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
@@ -26,10 +43,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ttc_agents._budget import BudgetLimit, Ledger, Usage
+from ttc_agents._budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
 from ttc_agents._litellm import litellm
 from ttc_agents._models import ModelSpec
 from ttc_agents._router_group import RouterGroups, failed_deployment_key, worst_case_prices
+from ttc_agents._secrets import mask_exception, mask_secrets, register_secret
 
 if TYPE_CHECKING:
     from ttc_agents._store import ResponseStore
@@ -41,7 +59,9 @@ __all__ = [
     "RetryPolicy",
     "Sample",
     "SampleBatch",
+    "gather_or_cancel",
     "get_default_gateway",
+    "mask_secrets",
     "prompt_token_bound",
     "sample",
     "set_default_gateway",
@@ -54,14 +74,43 @@ _TOKENS_PER_MESSAGE = 16
 _TOKENS_PER_PROMPT = 32
 
 
+_T = TypeVar("_T")
+
+
+def _message_bytes(message: Message) -> int:
+    """The UTF-8 size of ``message`` serialised as JSON: every key and value that is sent, not only
+    ``content`` (a ``name``, tool calls, content parts...). JSON escaping only adds bytes."""
+    try:
+        text = json.dumps(dict(message), ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(message)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def prompt_token_bound(messages: Sequence[Message]) -> int:
     """An upper bound of the prompt's token count for byte-level tokenizers.
 
     Every token of a byte-level BPE or byte-fallback tokenizer covers at least one byte, so the
-    UTF-8 size plus the template's overhead bounds the count without loading any tokenizer.
+    UTF-8 size of what is sent (each whole message, all its keys, as JSON) plus the template's
+    overhead bounds the count without loading any tokenizer. This is the one place the prompt's
+    bound is computed: every reservation uses it.
     """
-    size = sum(len(str(m.get("content") or "").encode()) for m in messages)
+    size = sum(_message_bytes(m) for m in messages)
     return size + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_PROMPT
+
+
+async def gather_or_cancel(*aws: Awaitable[_T]) -> list[_T]:
+    """Like :func:`asyncio.gather`, but the first failure cancels the others, and is raised (itself,
+    not in a group) only once they have finished: calls cancelled in flight have booked their worst
+    case by then, so the ledger the exception carries is complete."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +239,12 @@ class Gateway:
         stop: Sequence[str] | None = None,
         **params: Any,
     ) -> SampleBatch:
-        """Up to ``k`` completions of one prompt; fewer only when the budget says so."""
+        """Up to ``k`` completions of one prompt; fewer only when the budget says so (or the run was
+        stopped: see the module docstring).
+
+        An exception out of here has its secrets masked and carries ``ledger``
+        (:func:`~ttc_agents._budget.ledger_snapshot_of`), which holds every spend booked before it.
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         spec = ModelSpec.of(model)
@@ -204,7 +258,12 @@ class Gateway:
             request["logprobs"] = True
             if top_logprobs is not None:
                 request["top_logprobs"] = top_logprobs
-        samples, usage = await self._sample(spec, list(messages), k, seed, request, ledger, node)
+        try:
+            samples, usage = await self._sample(spec, list(messages), k, seed, request, ledger, node)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                attach_ledger(exc, ledger)
+            raise
         stopped = ledger.stopped_by if len(samples) < k else None
         return SampleBatch(tuple(samples), usage, k, stopped)
 
@@ -234,7 +293,7 @@ class Gateway:
         if have < k:
             base = seed if seed is not None else random.randrange(2**31)
             calls = [self._call(spec, messages, 1, base + i, request, ledger, node) for i in range(have, k)]
-            results.extend(r for r in await asyncio.gather(*calls) if r is not None)
+            results.extend(r for r in await gather_or_cancel(*calls) if r is not None)
         samples = [s for r in results for s in r.samples]
         if store_key is not None and samples:
             await self._record(store_key, results, spec.name)
@@ -254,15 +313,22 @@ class Gateway:
 
         An answer without any choice may still have been billed (its prompt at least): it is booked
         as a failed call with what it billed, and the next attempt takes a reservation of its own, so
-        that what was billed and the next attempt's worst case both stay inside the budget.
+        that what was billed and the next attempt's worst case both stay inside the budget. The same
+        goes for an attempt the client timed out on: the provider may bill it, so its whole
+        reservation is booked as unconfirmed spend before the next attempt reserves again. A call
+        cancelled in flight is booked the same way. All attempts together are at most
+        ``retry.max_attempts``.
         """
         in_price, out_price = self.prices(spec)
-        attempts = self.retry.max_attempts
-        for attempt in range(1, attempts + 1):
+        max_tokens = int(request["max_tokens"])
+        tries = _Tries(left=self.retry.max_attempts)
+        attempt = 0
+        while True:
+            attempt += 1
             reservation = ledger.reserve(
                 n,
                 prompt_tokens=prompt_token_bound(messages),
-                max_completion_tokens=int(request["max_tokens"]),
+                max_completion_tokens=max_tokens,
                 usd_per_prompt_token=in_price,
                 usd_per_completion_token=out_price,
                 flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
@@ -272,14 +338,23 @@ class Gateway:
             kwargs = {**request, "n": reservation.n}
             if seed is not None:
                 kwargs["seed"] = seed
+            tries.in_flight = False
             try:
-                response = await self._complete_with_retries(spec, messages, kwargs, ledger, node)
+                response = await self._complete_with_retries(spec, messages, kwargs, ledger, node, tries)
             except _BudgetTimeout:
-                ledger.release(reservation)
+                self._close_unanswered(ledger, reservation, tries, spec, node)
                 ledger.stop("max_seconds")
                 return None
+            except _ClientTimeout as timeout:
+                self._close_unanswered(ledger, reservation, tries, spec, node)
+                if tries.left <= 0:
+                    raise timeout.error from None
+                if not await self._wait_before_retry(attempt, ledger):
+                    ledger.stop("max_seconds")
+                    return None
+                continue
             except BaseException:
-                ledger.release(reservation)
+                self._close_unanswered(ledger, reservation, tries, spec, node)
                 raise
             prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
             completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
@@ -288,19 +363,39 @@ class Gateway:
             if not choices:
                 failed = self._usage(priced, prompt_tokens, completion_tokens, failed_calls=1)
                 ledger.settle(reservation, failed, node=node, model=book_as)
-                if attempt < attempts and not await self._wait_before_retry(attempt, ledger):
+                self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
+                if tries.left <= 0:
+                    raise _EmptyResponseError(f"{spec.name} returned no choices in {attempt} attempts")
+                if ledger.overrun_tokens:
+                    return None
+                if not await self._wait_before_retry(attempt, ledger):
                     ledger.stop("max_seconds")
                     return None
                 continue
             usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
             ledger.settle(reservation, usage, node=node, model=book_as)
+            self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
             want_logprobs = "logprobs" in kwargs
             samples = [
                 Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
                 for c in choices
             ]
             return _CallResult(samples, usage)
-        raise _EmptyResponseError(f"{spec.name} returned no choices in {attempts} attempts")
+
+    @staticmethod
+    def _close_unanswered(ledger: Ledger, reservation: Reservation, tries: _Tries, spec: ModelSpec, node: str) -> None:
+        """Settle the reservation of a call that got no answer: its worst case when the last attempt
+        was sent (the provider may bill it), nothing when it never left."""
+        if tries.in_flight:
+            ledger.settle_unconfirmed(reservation, node=node, model=spec.name)
+        else:
+            ledger.release(reservation)
+
+    @staticmethod
+    def _check_overrun(ledger: Ledger, completion_tokens: int, bound: int) -> None:
+        """Flag a response with more completion tokens than ``max_tokens x n`` (the run stops)."""
+        if completion_tokens > bound:
+            ledger.flag_overrun(completion_tokens - bound)
 
     async def _wait_before_retry(self, attempt: int, ledger: Ledger) -> bool:
         """Back off before another attempt; False when the time budget would run out first."""
@@ -327,8 +422,18 @@ class Gateway:
         )
 
     async def _complete_with_retries(
-        self, spec: ModelSpec, messages: list[Message], kwargs: dict[str, Any], ledger: Ledger, node: str
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        kwargs: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+        tries: _Tries,
     ) -> Any:
+        """The request, retried on errors that billed nothing. A client-side timeout of a sent request
+        leaves as :class:`_ClientTimeout` (the caller books it and reserves again); ``tries`` counts the
+        attempts left and says whether the last one was sent. Every exception is masked."""
+        _register_secrets(spec)
         model, api_base = await self.litellm_route(spec)
         # A server a resolver mapped (local/...) needs no key, but LiteLLM's OpenAI route refuses None.
         resolved = api_base is not None and spec.api_base is None
@@ -349,17 +454,20 @@ class Gateway:
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             wait=wait,
-            stop=stop_after_attempt(policy.max_attempts),
+            stop=stop_after_attempt(max(1, tries.left)),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
+                tries.in_flight = False
                 left = ledger.seconds_left()
                 if left is not None and left <= 0:
                     raise _BudgetTimeout
+                tries.left -= 1
                 timeout = spec.timeout if left is None else min(spec.timeout, left)
                 try:
                     async with self._limit(spec):
+                        tries.in_flight = True
                         response = await asyncio.wait_for(
                             self._groups.acompletion(
                                 spec, messages, ledger=ledger, node=node, timeout=timeout, **kwargs
@@ -380,10 +488,16 @@ class Gateway:
                             timeout=timeout + 1.0,
                         )
                 except BaseException as exc:
+                    if not tries.in_flight:  # cancelled while waiting for a slot: nothing was sent
+                        raise
                     ledger.settle(None, Usage(failed_calls=1), node=node, model=failed_deployment_key(spec, exc))
-                    out_of_time = (ledger.seconds_left() or 1.0) <= 0
-                    if out_of_time and isinstance(exc, TimeoutError | Timeout):
-                        raise _BudgetTimeout from exc
+                    if isinstance(exc, Exception):
+                        mask_exception(exc)
+                    if isinstance(exc, TimeoutError | Timeout):
+                        if (ledger.seconds_left() or 1.0) <= 0:
+                            raise _BudgetTimeout from exc
+                        raise _ClientTimeout(exc) from exc
+                    tries.in_flight = False  # an error answer: the provider billed nothing
                     raise
                 return response
         raise AssertionError("unreachable: tenacity re-raises the last failure")
@@ -497,8 +611,36 @@ class _CallResult:
     usage: Usage
 
 
+@dataclass(slots=True)
+class _Tries:
+    """Attempts left for one call, and whether the current attempt's request was sent."""
+
+    left: int
+    in_flight: bool = False
+
+
 class _BudgetTimeout(Exception):
     """The time budget ran out while waiting for (or before) a call."""
+
+
+class _ClientTimeout(Exception):
+    """The client timed out on a sent request (``error``); the provider may still bill it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _register_secrets(spec: ModelSpec) -> None:
+    """Mask ``spec``'s keys (its own, its group deployments') in every message from now on."""
+    register_secret(spec.api_key)
+    if spec.group is not None:
+        for deployments in (spec.group.deployments, spec.group.fallbacks):
+            for deployment in deployments:
+                register_secret(deployment.api_key)
+                key = deployment.litellm_params.get("api_key")
+                if isinstance(key, str):
+                    register_secret(key)
 
 
 class _NoLimit:
