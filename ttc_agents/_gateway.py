@@ -279,7 +279,8 @@ class Gateway:
     ) -> tuple[list[Sample], Usage]:
         store_key = None
         if self.store is not None:
-            store_key = self.store.request_key(spec.name, messages, {**request, "seed": seed})
+            # The server is part of the key: one server's recordings never answer another's requests.
+            store_key = self.store.request_key(spec.name, messages, {**request, "seed": seed}, api_base=spec.api_base)
             replayed = await self._replay(spec, messages, store_key, k, request, ledger, node)
             if replayed is not None:
                 return replayed

@@ -6,8 +6,14 @@ for the samples again. LiteLLM's own cache is unsuitable for that: identical sam
 *meant* to give different samples, and its disk cache does not exist (see STACK.md).
 
 A stored row is one completion choice, addressed by ``(request key, sample index)``. The request key
-(:meth:`ResponseStore.request_key`) is a SHA-256 over the model, the messages and the sampling
-parameters, so sample ``i`` of a request replays as sample ``i`` whatever ``n`` the request used.
+(:meth:`ResponseStore.request_key`) is a SHA-256 over the model, the server (``api_base``), the
+messages and the sampling parameters, so sample ``i`` of a request replays as sample ``i`` whatever
+``n`` the request used, and never as another server's answer.
+
+Keys of requests without an ``api_base`` (hosted providers, ``scripted/`` and ``local/`` names) are
+the same as before the server became part of the key, so those recordings still replay. Recordings
+made against an explicit ``api_base`` before that change are no longer found (they were keyed without
+their server, so nothing tells which server they came from): they are re-sampled and recorded anew.
 
 Concurrency and durability:
 
@@ -52,9 +58,11 @@ _KEY_VERSION = "ttc-agents/response-store/v1"
 
 #: Request parameters that do not change which samples come back, and so are not part of a request key.
 #: Credentials and connection details (``api_key``, ``api_base``, ...) are among them: they are never
-#: hashed, never stored. ``n`` is excluded because samples are stored one per index. Anything not listed
-#: here (temperature, top_p, seed, max_tokens, stop, logprobs, top_logprobs, penalties, ...) is part of
-#: the key, and so is any unknown parameter: when in doubt, a parameter separates requests.
+#: hashed, never stored. (The server is part of the key, but through :meth:`ResponseStore.request_key`'s
+#: ``api_base`` argument, not through ``params``.) ``n`` is excluded because samples are stored one
+#: per index. Anything not listed here (temperature, top_p, seed, max_tokens, stop, logprobs,
+#: top_logprobs, penalties, ...) is part of the key, and so is any unknown parameter: when in doubt,
+#: a parameter separates requests.
 IGNORED_PARAMS: frozenset[str] = frozenset(
     {
         "n",
@@ -188,11 +196,19 @@ class ResponseStore:
     # -- keys ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def request_key(model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> str:
+    def request_key(
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        *,
+        api_base: str | None = None,
+    ) -> str:
         """Return the stable key (64 hex digits) of a sampling request.
 
         The key is the SHA-256 of the canonical JSON (sorted keys, no whitespace) of the model name,
-        the messages and the sampling parameters. From ``params`` it drops :data:`IGNORED_PARAMS`
+        the server the request goes to (``api_base``, without a trailing ``/``; left out of the key
+        when None, so keys without a server are what they always were), the messages and the
+        sampling parameters. From ``params`` it drops :data:`IGNORED_PARAMS`
         (``n``, credentials, connection and transport settings), any parameter whose name looks like
         a secret, and parameters whose value is ``None`` (the same as not passing them). Everything
         else, unknown parameters included, is part of the key.
@@ -207,12 +223,14 @@ class ResponseStore:
             and name not in IGNORED_PARAMS
             and not any(marker in name.lower() for marker in _SECRET_MARKERS)
         }
-        payload = {
+        payload: dict[str, Any] = {
             "version": _KEY_VERSION,
             "model": model,
             "messages": [dict(m) if isinstance(m, Mapping) else m for m in messages],
             "params": kept,
         }
+        if api_base:
+            payload["api_base"] = api_base.rstrip("/")
         return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
 
     # -- async API ----------------------------------------------------------------------------------

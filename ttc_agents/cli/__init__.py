@@ -14,11 +14,14 @@ _COMMANDS = ("solve", "serve_local", "calibrate", "batch", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from ttc_agents.cli._errors import OneLineErrorParser
+
+    parser = OneLineErrorParser(
         prog="ttc", description="Compute-optimal test-time scaling for LLM pipelines (ttc-agents)."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    # Bad flag values give one line naming the flag (the checkers of ttc_agents.cli._errors).
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     for name in _COMMANDS:
         try:
             module = importlib.import_module(f"ttc_agents.cli.{name}")
@@ -56,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        from ttc_agents._secrets import mask_secrets
+
+        # The gateway masks provider errors already; this covers every other error too.
+        message = mask_secrets(" ".join(str(exc).split())) or type(exc).__name__
         print(f"ttc {args.command}: error: {message}", file=sys.stderr)
         return 1
 

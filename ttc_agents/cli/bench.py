@@ -15,6 +15,8 @@ import shlex
 import sys
 import warnings
 
+from ttc_agents.cli._errors import integer, positive_int
+
 __all__ = ["register"]
 
 
@@ -50,11 +52,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created; reused to resume)")
     parser.add_argument("--policy", default=None, help="a policy from `ttc calibrate`: adds the router at every N")
     parser.add_argument("--force", action="store_true", help="use a policy fitted for another model or verifier")
-    parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per question (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="the first sampling seed (default 0)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N problems")
-    parser.add_argument("--concurrency", type=int, default=4, help="(question, seed) units in flight (default 4)")
-    parser.add_argument("--probe-samples", type=int, default=4, help="samples of the difficulty probe (default 4)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="sampling seeds per question (default 3)")
+    parser.add_argument("--seed", type=integer, default=0, help="the first sampling seed (default 0)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N problems")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=4, help="(question, seed) units in flight (default 4)"
+    )
+    parser.add_argument(
+        "--probe-samples", type=positive_int, default=4, help="samples of the difficulty probe (default 4)"
+    )
     parser.add_argument(
         "--bins",
         choices=("auto", "level", "oracle"),

@@ -11,6 +11,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from ttc_agents.cli._errors import integer, positive_int
+
 __all__ = ["parse_budgets", "parse_strategies", "register"]
 
 
@@ -36,10 +38,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="of best_of_n, beam_search, dvts, revision, hybrid (default best_of_n,beam_search,revision)",
     )
     parser.add_argument("--out", required=True, help="where to write the policy (JSON)")
-    parser.add_argument("--probe-samples", type=int, default=4, help="samples of the difficulty probe (default 4)")
-    parser.add_argument("--concurrency", type=int, default=8, help="questions in flight (default 8)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N problems")
+    parser.add_argument(
+        "--probe-samples", type=positive_int, default=4, help="samples of the difficulty probe (default 4)"
+    )
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="questions in flight (default 8)")
+    parser.add_argument("--seed", type=integer, default=0)
+    parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N problems")
     parser.add_argument("--estimator", choices=("probe", "oracle"), default="probe", help="difficulty statistic")
     parser.add_argument("--record", default=None, metavar="STORE", help="record/replay store (SQLite file)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

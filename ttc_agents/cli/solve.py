@@ -9,6 +9,13 @@ from typing import Any
 
 from ttc_agents._budget import Budget
 from ttc_agents._specs import parse_strategy
+from ttc_agents.cli._errors import (
+    integer,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["register"]
 
@@ -23,23 +30,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--config", default="workflows.yaml", help="workflow YAML file (default: workflows.yaml)")
     parser.add_argument("--api-base", default=None)
     parser.add_argument("--strategy", choices=STRATEGIES, default="best_of_n")
-    parser.add_argument("--n", type=int, default=None, help="samples / beams / attempts in all")
-    parser.add_argument("--width", type=int, default=None, help="beam width M (beam_search, dvts)")
-    parser.add_argument("--lookahead", type=int, default=None, help="lookahead steps (beam_search)")
-    parser.add_argument("--max-rounds", type=int, default=None)
-    parser.add_argument("--attempts", type=int, default=None, help="attempts per chain (revision)")
-    parser.add_argument("--chains", type=int, default=None, help="parallel chains (revision)")
-    parser.add_argument("--ratio", type=float, default=None, help="sequential/parallel ratio (hybrid)")
+    parser.add_argument("--n", type=positive_int, default=None, help="samples / beams / attempts in all")
+    parser.add_argument("--width", type=positive_int, default=None, help="beam width M (beam_search, dvts)")
+    parser.add_argument("--lookahead", type=non_negative_int, default=None, help="lookahead steps (beam_search)")
+    parser.add_argument("--max-rounds", type=positive_int, default=None)
+    parser.add_argument("--attempts", type=positive_int, default=None, help="attempts per chain (revision)")
+    parser.add_argument("--chains", type=positive_int, default=None, help="parallel chains (revision)")
+    parser.add_argument("--ratio", type=positive_float, default=None, help="sequential/parallel ratio (hybrid)")
     parser.add_argument("--selection", default=None, help="naive|weighted|majority or hierarchical|majority")
-    parser.add_argument("--temperature", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--temperature", type=non_negative_float, default=None)
+    parser.add_argument("--seed", type=integer, default=None)
     parser.add_argument(
         "--verifier", default="arithmetic", help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL"
     )
-    parser.add_argument("--max-samples", type=int, default=None)
-    parser.add_argument("--max-tokens", type=int, default=None, help="token budget (prompt + completion)")
-    parser.add_argument("--max-usd", type=float, default=None)
-    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--max-samples", type=positive_int, default=None)
+    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token budget (prompt + completion)")
+    parser.add_argument("--max-usd", type=positive_float, default=None)
+    parser.add_argument("--max-seconds", type=positive_float, default=None)
     parser.add_argument("--record", default=None, metavar="STORE", help="record/replay store (SQLite file)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
