@@ -11,7 +11,11 @@ real model, with no network and at a few microseconds per sample::
 
 Profiles
     ``scripted/arith`` (default difficulty), ``scripted/arith-easy`` (error rates x0.3) and
-    ``scripted/arith-hard`` (error rates x2, capped at 0.9).
+    ``scripted/arith-hard`` (error rates x2, capped at 0.9). ``scripted/pop-<setting>`` (e.g.
+    ``scripted/pop-mathlike``) answers the same questions and roles from a synthetic population with
+    documented knobs (difficulty mixture, conceptual errors, distractors, judge AUC, over-optimisation,
+    revision fix/flip rates): see :mod:`ttc_agents._population`. Everything below but "Difficulty" and
+    the judges' score distributions holds for them too.
 
 Roles
     The role is recognised from the last user message (the templates in ``prompts/*.txt``), checked in
@@ -108,7 +112,10 @@ SCRIPTED_PROFILES: Final[Mapping[str, float]] = {
     "arith-easy": 0.3,
     "arith-hard": 2.0,
 }
-"""Profile name (the part after ``scripted/``) -> multiplier of the per-step error probability."""
+"""Profile name (the part after ``scripted/``) -> multiplier of the per-step error probability.
+The synthetic populations ``pop-<setting>`` (:mod:`ttc_agents._population`) are profiles too."""
+
+_POPULATION_PREFIX: Final = "pop-"
 
 _MAX_PROFILE_P: Final = 0.9
 _MAX_STEP_P: Final = 0.95
@@ -724,6 +731,10 @@ def _read_prompt(text: str) -> _Prompt:
 
 
 def _draft(prompt: _Prompt, profile: str, scale: float, temperature: float, dice: _Dice) -> _Draft:
+    if profile.startswith(_POPULATION_PREFIX):
+        from ttc_agents._population import population_draft
+
+        return population_draft(prompt, profile, temperature, dice)
     question = prompt.question
     profile_p = min(question.error_p * scale, _MAX_PROFILE_P)
     step_p = min(profile_p * (0.6 + 0.5 * max(temperature, 0.0)), _MAX_STEP_P)
@@ -840,12 +851,22 @@ def _stop_list(stop: object) -> list[str]:
     raise _error(400, f"scripted: invalid stop {stop!r}")
 
 
+def _profile_names() -> list[str]:
+    """Every profile: the scaled ones, then the synthetic populations (``pop-<setting>``)."""
+    from ttc_agents._population import POPULATION_SETTINGS
+
+    return [*SCRIPTED_PROFILES, *(_POPULATION_PREFIX + name for name in POPULATION_SETTINGS)]
+
+
 def _profile_scale(model: str) -> tuple[str, float]:
     profile = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
-    if profile not in SCRIPTED_PROFILES:
-        known = ", ".join(f"{PROVIDER}/{name}" for name in SCRIPTED_PROFILES)
+    if profile in SCRIPTED_PROFILES:
+        return profile, SCRIPTED_PROFILES[profile]
+    names = _profile_names()
+    if profile not in names:
+        known = ", ".join(f"{PROVIDER}/{name}" for name in names)
         raise _error(404, f"unknown scripted profile {model!r}; known: {known}")
-    return profile, SCRIPTED_PROFILES[profile]
+    return profile, 1.0
 
 
 def scripted_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
@@ -987,7 +1008,7 @@ def register_scripted_provider() -> None:
             "cache_creation_input_token_cost": 0.0,
             "cache_read_input_token_cost": 0.0,
         }
-        for name in SCRIPTED_PROFILES
+        for name in _profile_names()
         if f"{PROVIDER}/{name}" not in litellm.model_cost
     }
     if missing:
