@@ -3,12 +3,19 @@
     START -> start -> estimate -> lookup -> run -> answer -> END
 
 ``estimate`` puts the question in a difficulty bin (by default with a few probe samples scored by
-the verifier). ``lookup`` asks the calibrated policy for the most accurate setting (strategy,
-hyperparameters and model) whose measured cost fits what is left of the budget. ``run`` executes
-that strategy's graph with the rest of the budget; the probe samples join its candidates (for
-best-of-N they count towards N), so the estimate is not wasted. ``answer`` selects over all
-candidates and writes a trace: the bin and its evidence, the chosen setting and why, and what each
+the verifier, pass@1 predicted from them by the policy's fitted predictor). ``lookup`` asks the
+calibrated policy for its setting (strategy, hyperparameters and model): at a generation budget N,
+the bin's entry of the matched-compute plan for N; under a hard budget, the most accurate eligible
+setting whose cost for this question (probe already paid) fits the question's whole budget. ``run``
+executes that strategy's graph with the rest of the budget. ``answer`` applies the rule the policy
+was calibrated with (:func:`routed_answer`): best-of-N counts the probe samples among its N and
+draws only the rest, with another seed; any other strategy answers on its own, as calibration
+measured it. The trace says the bin and its evidence, the chosen setting and why, and what each
 stage spent.
+
+Samples get the ``max_tokens`` calibration measured for their model (``Policy.completion_caps``)
+unless the model spec sets one, so that worst-case reservations under a hard budget are close to
+what calls really use.
 
 :class:`Router` also answers many questions under ONE total budget: it estimates every question
 first, then gives each its share by greedy marginal gain on its bin's accuracy-vs-cost curve.
@@ -19,24 +26,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal, Required, TypedDict
+from typing import Any, Required, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerSnapshot, Usage
 from ttc_agents._candidates import Candidate, select_answer
-from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator
+from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
 from ttc_agents._gateway import Gateway
 from ttc_agents._models import ModelSpec
-from ttc_agents._policy import BudgetUnit, Policy, PolicyAction, PolicyEntry, allocate_budgets, entry_cost
+from ttc_agents._policy import (
+    BudgetUnit,
+    Cost,
+    Policy,
+    PolicyAction,
+    PolicyEntry,
+    allocate_budgets,
+    budget_in_unit,
+    entry_cost,
+)
 from ttc_agents._search import SearchContext, StrategyState
 from ttc_agents._specs import BestOfNSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
 
 from . import build_strategy_graph
 
-__all__ = ["Router", "RouterInput", "RouterOutput", "RouterState", "build_router_graph"]
+__all__ = ["Router", "RouterInput", "RouterOutput", "RouterState", "build_router_graph", "routed_answer"]
 
 
 class RouterInput(TypedDict, total=False):
@@ -66,6 +82,7 @@ class RouterOutput(TypedDict, total=False):
 
 
 class RouterState(RouterOutput, total=False):
+    strategy_answer: str | None
     question: str
     context: list[dict[str, Any]]
     budget: Budget | dict[str, Any] | None
@@ -140,6 +157,9 @@ class Router:
         specs = {name: ModelSpec.of(m) for name, m in (models or {}).items()}
         for name in policy.models:
             specs.setdefault(name, ModelSpec(name=name))
+        for name, cap in policy.completion_caps.items():
+            if name in specs and "max_tokens" not in specs[name].model_fields_set:
+                specs[name] = specs[name].model_copy(update={"max_tokens": cap})
         name = verifier_name if verifier_name is not None else as_verifier(verifier).name if verifier else "none"
         policy.check_compatible(list(specs), name, force=force)
         self.policy = policy
@@ -148,7 +168,10 @@ class Router:
         self.ctx = SearchContext.create(
             specs[policy.models[0]], verifier, gateway=gateway, prompts=prompts, budget=budget
         )
-        self.estimator = estimator or ProbeEstimator(policy.thresholds, samples=policy.probe_samples)
+        predictor = None if policy.probe_model is None else ProbePredictor.from_dict(policy.probe_model)
+        self.estimator = estimator or ProbeEstimator(
+            policy.thresholds, samples=policy.probe_samples, predictor=predictor
+        )
         self._graphs: dict[str, CompiledStateGraph[Any, None, Any, Any]] = {}
         self.graph = self._build()
 
@@ -225,11 +248,12 @@ class Router:
                 entry = policy.choose(estimate_.bin, max(e.budget for e in policy.table))
                 why = f"no budget limit: the table's entry at the largest budget N={entry.budget}"
             else:
-                entry = policy.choose(estimate_.bin, left, self.unit)
-                limits = left.model_dump(exclude_none=True)
+                probe = Cost.of(ledger.total)
+                entry = policy.choose(estimate_.bin, ledger.budget, self.unit, probe_spent=probe)
+                limits = ledger.budget.model_dump(exclude_none=True)
                 why = (
-                    f"the most accurate setting measured for bin {estimate_.bin} whose mean cost "
-                    f"{entry.cost.model_dump()} fits what is left {limits}"
+                    f"the most accurate eligible setting measured for bin {estimate_.bin} whose cost for this "
+                    f"question, probe included ({probe.tokens:.0f} tokens spent), fits its budget {limits}"
                 )
             return {
                 "action": entry,
@@ -258,13 +282,23 @@ class Router:
                 return {"ledger": ledger.snapshot()}
             action = entry.action
             probes = state["candidates"]
-            strategy = action.strategy
-            if isinstance(strategy, BestOfNSpec) and action.model == policy.models[0]:
-                # The probe samples are samples of this very strategy: only draw the rest.
+            trace = {**state["trace"], "probe_reused": 0}
+            if policy.reuses_probe(action):
+                # The probe samples are samples of this very strategy: draw only the rest, and with
+                # another seed, or a seeded backend would return the probe's samples again.
+                strategy = action.strategy
+                assert isinstance(strategy, BestOfNSpec)
                 rest = strategy.n - len(probes)
+                trace["probe_reused"] = len(probes)
                 if rest <= 0:
-                    return {"trace": {**state["trace"], "run_spent": Usage().as_dict(), "probe_reused": len(probes)}}
-                action = PolicyAction(model=action.model, strategy=strategy.model_copy(update={"n": rest}))
+                    return {"trace": {**trace, "run_spent": Usage().as_dict()}}
+                estimate_ = state.get("estimate")
+                seed = strategy.seed
+                if estimate_ is not None and estimate_.seed is not None:
+                    seed = estimate_.seed + len(probes) + 1 if seed is None or seed == estimate_.seed else seed
+                action = PolicyAction(
+                    model=action.model, strategy=strategy.model_copy(update={"n": rest, "seed": seed})
+                )
             result = await self._strategy_graph(action).ainvoke(
                 {"question": state["question"], "context": state.get("context", []), "budget": left}
             )
@@ -275,23 +309,20 @@ class Router:
                 ledger.stop(child.stopped_by)
             return {
                 "candidates": probes + list(result["candidates"]),
+                "strategy_answer": result.get("answer"),
                 "ledger": ledger.snapshot(),
-                "trace": {**state["trace"], "run_spent": child.total.as_dict(), "probe_reused": len(probes)},
+                "trace": {**trace, "run_spent": child.total.as_dict()},
             }
 
         def answer(state: RouterState) -> RouterState:
             entry = state.get("action")
-            strategy = entry.action.strategy if entry is not None else None
-            method: Literal["naive", "weighted", "majority"] = "weighted"
-            if strategy is not None and getattr(strategy, "selection", None) in ("naive", "majority"):
-                method = strategy.selection  # type: ignore[union-attr,assignment]
             candidates = state["candidates"]
-            choice = select_answer(candidates, method)
+            chosen, rule = routed_answer(policy, entry, candidates, state.get("strategy_answer"))
             snapshot = state["ledger"]
             return {
-                "answer": choice.answer,
+                "answer": chosen,
                 "stopped_by": snapshot.stopped_by,
-                "trace": {**state["trace"], "selection": method, "spent": snapshot.total.as_dict()},
+                "trace": {**state["trace"], "selection": rule, "spent": snapshot.total.as_dict()},
             }
 
         graph = StateGraph(RouterState, input_schema=RouterInput, output_schema=RouterOutput)
@@ -337,31 +368,37 @@ class Router:
                 return await self.estimate(question)
 
         probed = await asyncio.gather(*(probe(q) for q in questions))
-        probe_costs = [_in_unit(snapshot.total, unit) for _, snapshot in probed]
+        probe_costs = [Cost.of(snapshot.total).in_unit(unit) for _, snapshot in probed]
         bins = [estimate_.bin for estimate_, _ in probed]
         entries = allocate_budgets(bins, self.policy, total, unit, probe_costs=probe_costs)
         inputs: list[RouterInput] = []
         for question, (estimate_, _), entry, probe_cost in zip(questions, probed, entries, probe_costs, strict=True):
             share = probe_cost if entry is None else entry_cost(self.policy, entry, unit, probe_cost)
             inputs.append(
-                {"question": question, "estimate": estimate_, "action": entry, "budget": _budget_in_unit(unit, share)}
+                {"question": question, "estimate": estimate_, "action": entry, "budget": budget_in_unit(unit, share)}
             )
         return await self.graph.abatch(inputs, config={"max_concurrency": max_concurrency})
 
 
-def _in_unit(usage: Usage, unit: BudgetUnit) -> float:
-    return float({"samples": usage.samples, "tokens": usage.total_tokens, "usd": usage.usd, "flops": usage.flops}[unit])
+def routed_answer(
+    policy: Policy, entry: PolicyEntry | None, candidates: Sequence[Candidate], strategy_answer: str | None
+) -> tuple[str | None, str]:
+    """The router's answer, by the rule its policy was calibrated with; returns (answer, rule).
 
-
-def _budget_in_unit(unit: BudgetUnit, amount: float) -> Budget:
-    amount = max(amount, 1e-12)
-    if unit == "samples":
-        return Budget(max_samples=max(1, int(amount)))
-    if unit == "tokens":
-        return Budget(max_tokens=max(1, int(amount)))
-    if unit == "usd":
-        return Budget(max_usd=amount)
-    return Budget(max_flops=amount)
+    Best-of-N that reuses the probe (:meth:`Policy.reuses_probe`) selects over the probe samples and
+    the rest together, with its own selection (calibration read it from the first N samples of one
+    pool, the probe's first). Any other strategy's answer is its own, as its graph selected it
+    (revision's hierarchical rule, beam search's weighted vote over finished beams): calibration ran
+    that graph alone. With no strategy run (the estimate used up the budget), the probe samples are
+    all there is: weighted vote.
+    """
+    if entry is None:
+        return select_answer(candidates, "weighted").answer, "weighted (probe only)"
+    strategy = entry.action.strategy
+    if policy.reuses_probe(entry.action):
+        assert isinstance(strategy, BestOfNSpec)
+        return select_answer(candidates, strategy.selection).answer, strategy.selection
+    return strategy_answer, f"{strategy.strategy}'s own"
 
 
 def _exhausted_limit(ledger: Ledger) -> BudgetLimit:

@@ -19,10 +19,17 @@ What runs for each (question, model):
   divisor up to 4, or b itself when that is 1), ``revision`` as one chain of b attempts, and
   ``hybrid`` with n = b and a sequential/parallel ratio of 1.
 
-The difficulty statistics of a question come from the FIRST model's pool: the *probe* statistic is
-the mean verifier final score of its first ``probe_samples`` samples (exactly what the router's
-probe estimator computes at run time, at the same temperature), the *oracle* statistic is the share
-of correct samples in the whole pool (pass@1).
+The graphs are seeded with a seed stream of their own (:data:`GRAPH_SEED_OFFSET`), not the pool's:
+at run time the strategy after a probe is independent of the probe, and so it is here.
+
+The difficulty statistics of a question come from the FIRST model's pool. Its first
+``probe_samples`` samples are the *probe* (exactly what the router's probe estimator draws at run
+time, at the same temperature): their :func:`~ttc_agents._difficulty.probe_features` and the mean
+verifier final score. The *oracle* statistic is the share of correct samples in the whole pool
+(pass@1). :func:`fit_grid` fits a predictor of pass@1 from the probe features
+(:class:`~ttc_agents._difficulty.ProbePredictor`) and bins on its predictions, and reports how good
+the estimate is: its rank correlation with the oracle pass@1 (2-fold cross-fitted) and how often a
+second, independent probe (the pool's next ``probe_samples`` samples) lands in the same bin.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +52,7 @@ from tqdm import tqdm
 from ttc_agents._budget import Ledger, LedgerSnapshot, Usage
 from ttc_agents._candidates import Candidate, SelectionMethod, select_answer
 from ttc_agents._datasets import Problem, grade
+from ttc_agents._difficulty import ProbePredictor, bin_agreement, probe_features, rank_correlation
 from ttc_agents._gateway import Gateway, get_default_gateway
 from ttc_agents._models import ModelSpec
 from ttc_agents._policy import Cost, Outcome, Policy, PolicyAction, fit_policy
@@ -73,6 +82,11 @@ __all__ = [
     "standalone_cost",
 ]
 
+GRAPH_SEED_OFFSET: Final = 7919
+"""Graph cells run with ``seed + GRAPH_SEED_OFFSET``: independent of the pool (and of its probe)."""
+_COMPLETION_CAP_QUANTILE: Final = 0.995
+_COMPLETION_CAP_MARGIN: Final = 1.25
+
 STRATEGY_NAMES: Final = ("best_of_n", "beam_search", "dvts", "revision", "hybrid")
 """Strategy names :func:`run_grid` accepts; ``best_of_n`` means both weighted and majority selection."""
 
@@ -97,6 +111,14 @@ class QuestionDifficulty:
     probe: float | None
     oracle: float
     pool: int
+    features: tuple[float, ...] = ()
+    """:func:`~ttc_agents._difficulty.probe_features` of the probe (the pool's first samples)."""
+    second_features: tuple[float, ...] | None = None
+    """The same of the pool's next ``probe_samples`` samples: an independent second probe."""
+    probe_cost: Cost = field(default_factory=lambda: Cost())
+    """What the probe alone would cost (its share of the pool)."""
+    completion_tokens: tuple[float, ...] = ()
+    """Each pool sample's completion length in tokens (the pool's count shared by text length)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +155,16 @@ class Grid:
     def outcomes(self) -> list[Outcome]:
         return [cell.outcome for cell in self.cells]
 
+    def completion_caps(self) -> dict[str, int]:
+        """Per model: a per-sample ``max_tokens`` that the calibration's samples fit in (a high
+        quantile of their lengths with a margin, in multiples of 16), for the router's requests."""
+        lengths = sorted(t for d in self.difficulty.values() for t in d.completion_tokens)
+        if not lengths:
+            return {}
+        index = min(len(lengths) - 1, math.ceil(_COMPLETION_CAP_QUANTILE * len(lengths)) - 1)
+        cap = max(32, 16 * math.ceil(lengths[index] * _COMPLETION_CAP_MARGIN / 16))
+        return {self.models[0]: cap}
+
     def statistic(self, estimator: Estimator) -> dict[str, float]:
         """Question id -> the difficulty statistic ``estimator`` bins on (higher is easier)."""
         if estimator == "oracle":
@@ -145,7 +177,7 @@ class Grid:
     def write_outcomes(self, path: str | os.PathLike[str], policy: Policy | None = None) -> None:
         """Write one JSON line per outcome (with the question's difficulty, and bin if ``policy``)."""
         references = {p.id: p.answer for p in self.problems}
-        statistic = None if policy is None else self.statistic(_estimator_of(policy))
+        statistic = None if policy is None else _policy_statistic(policy, self)
         with Path(path).open("w", encoding="utf-8") as out:
             for cell in self.cells:
                 o = cell.outcome
@@ -212,23 +244,17 @@ def actions_for(strategy: str, model: str, budget: int) -> list[PolicyAction]:
     return [PolicyAction(model=model, strategy=spec) for spec in specs]
 
 
-def _cost(usage: Usage) -> Cost:
-    return Cost(samples=usage.samples, tokens=usage.total_tokens, usd=usage.usd, flops=usage.flops)
-
-
-def _add(a: Cost, b: Cost) -> Cost:
-    return Cost(samples=a.samples + b.samples, tokens=a.tokens + b.tokens, usd=a.usd + b.usd, flops=a.flops + b.flops)
-
-
 PriceLookup = Callable[[str], tuple[float | None, float | None]]
 
 
 def standalone_cost(pool: LedgerSnapshot, share: float, prices: PriceLookup | None = None) -> Cost:
     """What ``share`` of a sample pool would cost run on its own (a best-of-b run, share = b/N).
 
-    Per ledger entry (node, model): the number of requests scales with the share but is at least
-    one, and every request pays its prompt (so a best-of-1 still pays a whole prompt); samples and
-    completion tokens scale with the share. USD is recomputed from ``prices(model)`` (USD per
+    Per ledger entry (node, model): where a request carried several samples (generation with
+    ``n``), the number of requests scales with the share but is at least one, and every request
+    pays its prompt (so a best-of-1 still pays a whole prompt); where a request was one sample or
+    a batch of candidates to score (a verifier), prompts belong to the candidates and scale with the
+    share. Samples and completion tokens scale with the share. USD is recomputed from ``prices(model)`` (USD per
     prompt and completion token) when they reproduce the entry's USD, else scaled like its tokens;
     FLOPs scale with tokens.
     """
@@ -237,7 +263,7 @@ def standalone_cost(pool: LedgerSnapshot, share: float, prices: PriceLookup | No
     total = Cost()
     for entry in pool.entries:
         usage = entry.usage
-        if usage.calls > 0:
+        if usage.calls > 0 and usage.samples > usage.calls:
             prompt = usage.prompt_tokens / usage.calls * max(1, round(usage.calls * share))
         else:
             prompt = usage.prompt_tokens * share
@@ -250,7 +276,7 @@ def standalone_cost(pool: LedgerSnapshot, share: float, prices: PriceLookup | No
             if math.isclose(expected, usage.usd, rel_tol=1e-6, abs_tol=1e-12):
                 usd = prompt * (in_price or 0.0) + completion * (out_price or 0.0)
         part = Cost(samples=usage.samples * share, tokens=prompt + completion, usd=usd, flops=usage.flops * ratio)
-        total = _add(total, part)
+        total = total + part
     return total
 
 
@@ -301,7 +327,7 @@ class _GridRunner:
         self._prices: dict[str, tuple[float | None, float | None]] = {}
 
     def _compile(self, action: PolicyAction, model: ModelSpec) -> _Graph:
-        spec = action.strategy.model_copy(update={"seed": self.seed})
+        spec = action.strategy.model_copy(update={"seed": self.seed + GRAPH_SEED_OFFSET})
         graph: _Graph = build_strategy_graph(spec, model=model, verifier=self.verifier, gateway=self.gateway)
         return graph
 
@@ -357,17 +383,27 @@ class _GridRunner:
             raise CalibrationError(f"question {problem.id!r}, sample pool of {model.name}: {exc}") from exc
         snapshot = ledger.snapshot()
         book(snapshot.total)
-        result.spent = _add(result.spent, _cost(snapshot.total))
+        result.spent = result.spent + Cost.of(snapshot.total)
         if len(pool) < size:
             raise CalibrationError(f"question {problem.id!r}: {model.name} returned {len(pool)} of {size} samples")
         verdicts = await asyncio.to_thread(_grade_all, problem, [c.answer for c in pool])
         if first:
-            probes = pool[: self.probe_samples]
+            k = self.probe_samples
+            probes = pool[:k]
             probe = None if self.verifier is None else sum(_final_score(c) for c in probes) / len(probes)
             oracle = sum(verdicts.get(c.answer, False) for c in pool) / len(pool)
-            result.difficulty = QuestionDifficulty(probe, oracle, len(pool))
+            second = tuple(probe_features(pool[k : 2 * k])) if len(pool) >= 2 * k else None
+            result.difficulty = QuestionDifficulty(
+                probe,
+                oracle,
+                len(pool),
+                features=tuple(probe_features(probes)),
+                second_features=second,
+                probe_cost=standalone_cost(snapshot, k / len(pool), self.price),
+                completion_tokens=_completion_lengths(snapshot, pool),
+            )
         if not self.pooled:
-            result.naive = _add(result.naive, _cost(snapshot.total))
+            result.naive = result.naive + Cost.of(snapshot.total)
             return
         for budget in self.budgets:
             cost = standalone_cost(snapshot, budget / len(pool), self.price)
@@ -379,7 +415,7 @@ class _GridRunner:
                 correct = verdicts[answer] if answer in verdicts else grade(problem, answer)
                 outcome = Outcome(problem.id, action, budget, correct, cost)
                 result.cells.append(CellResult(outcome, answer, pooled=True))
-                result.naive = _add(result.naive, cost)
+                result.naive = result.naive + cost
 
     async def _graph_cell(
         self,
@@ -399,12 +435,21 @@ class _GridRunner:
         book(usage)
         answer = output.get("answer")
         correct = await asyncio.to_thread(grade, problem, answer)
-        cost = _cost(usage)
+        cost = Cost.of(usage)
         result.cells.append(
             CellResult(Outcome(problem.id, action, budget, correct, cost), answer, output.get("stopped_by"))
         )
-        result.spent = _add(result.spent, cost)
-        result.naive = _add(result.naive, cost)
+        result.spent = result.spent + cost
+        result.naive = result.naive + cost
+
+
+def _completion_lengths(pool: LedgerSnapshot, candidates: Sequence[Candidate]) -> tuple[float, ...]:
+    """Per-sample completion tokens: the pool's generation count shared in proportion to text length
+    (APIs report usage per request, not per sample)."""
+    generated = sum(e.usage.completion_tokens for e in pool.entries if e.node == "generate")
+    chars = [max(1, len(c.text)) for c in candidates]
+    total = sum(chars)
+    return tuple(generated * c / total for c in chars) if total else ()
 
 
 def _final_score(candidate: Candidate) -> float:
@@ -510,8 +555,8 @@ async def run_grid(
     difficulty = {problem.id: row[0].result().difficulty for problem, row in zip(problems, tasks, strict=True)}
     grid_cost = naive_cost = Cost()
     for result in results:
-        grid_cost = _add(grid_cost, result.spent)
-        naive_cost = _add(naive_cost, result.naive)
+        grid_cost = grid_cost + result.spent
+        naive_cost = naive_cost + result.naive
     return Grid(
         problems=tuple(problems),
         models=tuple(m.name for m in specs),
@@ -543,13 +588,22 @@ def _estimator_of(policy: Policy) -> Estimator:
 def fit_grid(
     grid: Grid, *, dataset: str, estimator: Estimator = "probe", seed: int = 0, verifier_name: str | None = None
 ) -> Policy:
-    """Fit the policy from a measured grid: difficulty bins from ``estimator``'s statistic, then the
-    (bin, budget) table by 2-fold cross-validation (:func:`~ttc_agents._policy.fit_policy`).
+    """Fit the policy from a measured grid (:func:`~ttc_agents._policy.fit_policy`).
 
-    A question-only difficulty model (ridge regression on question features, for the router's
-    ``question`` estimator) is fitted on the same statistic and stored in the policy.
+    With the ``probe`` estimator, difficulty is the pass@1 that a :class:`ProbePredictor` fitted on
+    the probe features predicts; the policy stores the predictor, the probe's mean cost (so that
+    entries cost what the router spends), the measured completion caps, and in ``diagnostics`` the
+    estimate's quality. A question-only difficulty model (ridge regression on question features,
+    for the router's ``question`` estimator) is fitted on the same statistic and stored too.
     """
-    statistic = grid.statistic(estimator)
+    probe_model: dict[str, Any] | None = None
+    quality: dict[str, Any] = {}
+    if estimator == "probe":
+        grid.statistic("probe")  # refuses a grid without a verifier
+        statistic, probe_model, quality = _fit_probe_predictor(grid, seed)
+    else:
+        statistic = grid.statistic(estimator)
+    probe_costs = {q: d.probe_cost for q, d in grid.difficulty.items()} if estimator == "probe" else None
     policy = fit_policy(
         grid.outcomes,
         statistic,
@@ -558,17 +612,57 @@ def fit_grid(
         dataset=dataset,
         estimator=estimator,
         probe_samples=grid.probe_samples,
+        probe_costs=probe_costs,
         seed=seed,
+        completion_caps=grid.completion_caps(),
     )
+    if quality:
+        thresholds = policy.thresholds
+        first, second = quality.pop("first_probe"), quality.pop("second_probe")
+        if first:
+            quality["bin_agreement_of_two_probes"] = bin_agreement(first, second, thresholds)
+    update: dict[str, Any] = {"probe_model": probe_model, "diagnostics": {**policy.diagnostics, "difficulty": quality}}
     try:
         from ttc_agents._difficulty import QuestionOnlyEstimator
 
         questions = {p.id: p.question for p in grid.problems}
         ids = sorted(statistic)
         model = QuestionOnlyEstimator.fit([questions[q] for q in ids], [statistic[q] for q in ids], policy.thresholds)
+        update["question_model"] = model.to_dict()
     except ImportError:  # numpy is not installed: no question-only model
-        return policy
-    return policy.model_copy(update={"question_model": model.to_dict()})
+        pass
+    return policy.model_copy(update=update)
+
+
+def _fit_probe_predictor(grid: Grid, seed: int) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    """The predicted pass@1 per question, the predictor, and the estimate's quality.
+
+    Quality: Spearman correlation with the oracle pass@1 of the 2-fold cross-fitted prediction and
+    of the mean verifier score (the paper's statistic), and the two probes' predictions for the
+    bin agreement (filled in once thresholds are known).
+    """
+    ids = sorted(grid.difficulty)
+    rows = [list(grid.difficulty[q].features) for q in ids]
+    oracle = [grid.difficulty[q].oracle for q in ids]
+    predictor = ProbePredictor.fit(rows, oracle)
+    predicted = {q: predictor.predict(row) for q, row in zip(ids, rows, strict=True)}
+    quality: dict[str, Any] = {"questions": len(ids), "first_probe": [], "second_probe": []}
+    if len(ids) >= 4:
+        order = list(range(len(ids)))
+        random.Random(seed).shuffle(order)
+        held_out = [0.0] * len(ids)
+        for fold in (order[0::2], order[1::2]):
+            train = [i for i in order if i not in set(fold)]
+            model = ProbePredictor.fit([rows[i] for i in train], [oracle[i] for i in train])
+            for i in fold:
+                held_out[i] = model.predict(rows[i])
+        quality["spearman_predicted_vs_oracle"] = rank_correlation(held_out, oracle)
+        means = [float(grid.difficulty[q].probe or 0.0) for q in ids]
+        quality["spearman_mean_score_vs_oracle"] = rank_correlation(means, oracle)
+    pairs = [(q, grid.difficulty[q].second_features) for q in ids if grid.difficulty[q].second_features is not None]
+    quality["first_probe"] = [predicted[q] for q, _ in pairs]
+    quality["second_probe"] = [predictor.predict(list(f)) for _, f in pairs if f is not None]
+    return predicted, predictor.to_dict(), quality
 
 
 async def calibrate(
@@ -594,6 +688,9 @@ async def calibrate(
     """
     if estimator == "probe" and verifier is None:
         raise ValueError("the probe estimator needs a verifier; give one or use estimator='oracle'")
+    if estimator == "probe" and "best_of_n" in strategies:
+        # After a probe of k samples best-of-N has at least k: measure best-of-k, the probe alone.
+        budgets = sorted({*budgets, probe_samples})
     grid = await run_grid(
         problems,
         models=models,
@@ -614,12 +711,19 @@ def _format_cost(cost: Cost) -> str:
     return f"{cost.samples:,.0f} samples, {cost.tokens:,.0f} tokens, ${cost.usd:.4f}, {cost.flops:.3g} FLOPs"
 
 
+def _policy_statistic(policy: Policy, grid: Grid) -> dict[str, float]:
+    """Question id -> the statistic the policy bins on (its probe predictor's, when it has one)."""
+    if policy.estimator == "probe" and policy.probe_model is not None:
+        predictor = ProbePredictor.from_dict(policy.probe_model)
+        return {q: predictor.predict(list(d.features)) for q, d in grid.difficulty.items()}
+    return grid.statistic(_estimator_of(policy))
+
+
 def format_table(policy: Policy, grid: Grid) -> str:
     """Per difficulty bin: budget -> chosen action, accuracy, CV accuracy, best-of-N weighted
     accuracy at the same budget, mean tokens per question; then the grid's cost."""
-    statistic = grid.statistic(_estimator_of(policy))
     members: dict[int, list[float]] = {}
-    for value in statistic.values():
+    for value in _policy_statistic(policy, grid).values():
         members.setdefault(policy.bin_of(value), []).append(value)
     cuts = ", ".join(f"{t:.3f}" for t in policy.thresholds)
     lines = [f"difficulty: {policy.estimator} statistic, higher is easier; bin thresholds {cuts}"]
@@ -636,6 +740,25 @@ def format_table(policy: Policy, grid: Grid) -> str:
             lines.append(
                 f"  {entry.budget:>4}  {entry.action.key:<{width}}  {entry.accuracy:>5.3f}  "
                 f"{entry.cv_accuracy:>6.3f}  {bon:>5}  {entry.cost.tokens:>8.0f}"
+            )
+    quality = policy.diagnostics.get("difficulty") or {}
+    if "spearman_predicted_vs_oracle" in quality:
+        agreement = quality.get("bin_agreement_of_two_probes")
+        lines.append(
+            f"difficulty estimate: Spearman vs oracle pass@1 {quality['spearman_predicted_vs_oracle']:.2f} "
+            f"(mean verifier score alone {quality['spearman_mean_score_vs_oracle']:.2f})"
+            + ("" if agreement is None else f"; two independent probes agree on the bin {agreement:.0%}")
+        )
+    plans = policy.diagnostics.get("plans") or []
+    if plans:
+        lines.append(f"matched-compute plans (mean {plans[0]['unit']} per question, development set):")
+        lines.append(
+            f"  {'N':>4}  {'bon-w cost':>10}  {'bon-w acc':>9}  {'plan cost':>9}  {'plan acc':>8}  {'held out':>8}"
+        )
+        for row in plans:
+            lines.append(
+                f"  {row['N']:>4}  {row['best_of_n_cost']:>10.0f}  {row['best_of_n_accuracy']:>9.3f}  "
+                f"{row['plan_cost']:>9.0f}  {row['plan_accuracy']:>8.3f}  {row['plan_cv_accuracy']:>8.3f}"
             )
     lines.append(f"grid cost:         {_format_cost(grid.grid_cost)}")
     lines.append(f"naive sum (cells): {_format_cost(grid.naive_cost)}")

@@ -1,33 +1,54 @@
 """The compute-optimal policy: per difficulty bin, which setting (strategy, hyperparameters, model)
-to run for a given budget, fitted from measured outcomes (the paper's Eq. 1).
+to run for a given budget, fitted from measured outcomes (the paper's Eq. 1, at matched compute).
 
 Calibration measures, for every question of a development set, the outcome of every setting at
 every generation budget N: correct or not, and what it cost in samples, tokens, USD and FLOPs.
-:func:`fit_policy` groups questions into difficulty bins and, per (bin, N), picks the setting with
-the highest accuracy by 2-fold cross-validation within the bin. The router then asks the policy
-for the best setting whose mean cost fits the question's budget in the budget's unit, which
-compares a small model with search and a larger model with one sample on equal terms.
+:func:`fit_policy` groups questions into difficulty bins and then, in this order:
+
+1. **Deployed cost.** Every cell is charged what the router will really spend on it: the difficulty
+   probe plus the strategy, except best-of-N on the policy's first model, which reuses the probe
+   samples (:func:`reuses_probe`; one rule, used by the router, the batch allocation and the fit).
+2. **Robust accuracy.** A bin's accuracy of an action is shrunk towards its neighbouring bins
+   (``smoothing`` pseudo-questions), so that 30 questions per bin do not decide alone.
+3. **Best-of-N weighted unless proven otherwise.** An alternative (another strategy or selection) is
+   *eligible* only when, on the bin's questions, it beats best-of-N weighted at no more cost by more
+   than ``margin_z`` standard errors of the paired difference. In-sample maxima over many noisy
+   actions otherwise pick noise.
+4. **Matched-compute plans.** "Generation budget N" means the mean compute of best-of-N weighted at
+   N (probe and verifier included), not N calls of anything: for each N, the table assigns one
+   eligible entry per bin, by greedy marginal gain on each bin's accuracy-vs-cost hull, so that the
+   mean cost over the development questions stays within best-of-N weighted's at N. Easy questions
+   get little, hopeless ones little, the rest the remainder: the paper's compute-optimal allocation.
+5. **Honest estimates.** The same procedure fitted on one half of the questions and scored on the
+   other (2-fold, both ways) gives each table entry's ``cv_accuracy`` and the plan's held-out
+   accuracy against best-of-N weighted's in :attr:`Policy.diagnostics`.
+
+Under a hard budget (:meth:`Policy.choose` with a :class:`~ttc_agents.Budget`) the router takes the
+most accurate eligible entry whose cost for THIS question (its probe already paid) fits the
+question's whole budget, using the 90th percentile of a non-reusing entry's measured cost so that a
+chosen search is rarely cut short.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import random
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ttc_agents._budget import Budget
+from ttc_agents._budget import Budget, Usage
 from ttc_agents._specs import StrategySpec
 
 __all__ = [
     "POLICY_FORMAT_VERSION",
+    "UNIT_FIELDS",
     "BudgetUnit",
     "Cost",
     "Outcome",
@@ -37,9 +58,11 @@ __all__ = [
     "PolicyMismatchError",
     "allocate_budgets",
     "bin_of",
+    "budget_in_unit",
     "entry_cost",
     "fit_policy",
     "quantile_thresholds",
+    "reuses_probe",
 ]
 
 POLICY_FORMAT_VERSION = 1
@@ -63,6 +86,63 @@ class Cost(BaseModel):
 
     def in_unit(self, unit: BudgetUnit) -> float:
         return float(getattr(self, unit))
+
+    @classmethod
+    def of(cls, usage: Usage) -> Cost:
+        """The cost of what a ledger booked."""
+        return cls(samples=usage.samples, tokens=usage.total_tokens, usd=usage.usd, flops=usage.flops)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            samples=self.samples + other.samples,
+            tokens=self.tokens + other.tokens,
+            usd=self.usd + other.usd,
+            flops=self.flops + other.flops,
+        )
+
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(
+            samples=self.samples - other.samples,
+            tokens=self.tokens - other.tokens,
+            usd=self.usd - other.usd,
+            flops=self.flops - other.flops,
+        )
+
+    def maximum(self, other: Cost) -> Cost:
+        """The larger of the two in every unit."""
+        return Cost(
+            samples=max(self.samples, other.samples),
+            tokens=max(self.tokens, other.tokens),
+            usd=max(self.usd, other.usd),
+            flops=max(self.flops, other.flops),
+        )
+
+    @staticmethod
+    def mean(costs: Sequence[Cost]) -> Cost:
+        n = max(len(costs), 1)
+        return Cost(
+            samples=sum(c.samples for c in costs) / n,
+            tokens=sum(c.tokens for c in costs) / n,
+            usd=sum(c.usd for c in costs) / n,
+            flops=sum(c.flops for c in costs) / n,
+        )
+
+    @staticmethod
+    def quantile(costs: Sequence[Cost], q: float) -> Cost:
+        """The ``q`` quantile of each unit separately (nearest rank)."""
+        if not costs:
+            return Cost()
+
+        def pick(values: list[float]) -> float:
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+        return Cost(
+            samples=pick([c.samples for c in costs]),
+            tokens=pick([c.tokens for c in costs]),
+            usd=pick([c.usd for c in costs]),
+            flops=pick([c.flops for c in costs]),
+        )
 
 
 _SIZE_FIELDS = ("n", "width", "attempts", "chains")
@@ -99,18 +179,35 @@ class Outcome:
 
 
 class PolicyEntry(BaseModel):
-    """The chosen action for one (bin, generation budget), with its evidence."""
+    """One measured (bin, budget, action) cell, or the table's choice for a (bin, budget), with evidence.
+
+    ``cost`` is what the router spends on it, probe included (see :func:`reuses_probe`).
+    ``value`` (the smoothed accuracy) is what lookups compare; ``eligible`` says whether lookups may
+    pick it at all (best-of-N weighted always; others only when proven better, see the module doc).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bin: int = Field(ge=1, le=N_BINS)
     budget: int = Field(ge=1)
     action: PolicyAction
-    accuracy: float = Field(description="accuracy of the action on the bin's questions")
-    cv_accuracy: float = Field(description="2-fold cross-validated accuracy of choosing per fold")
+    accuracy: float = Field(description="accuracy of the action on the bin's questions (in-sample)")
+    cv_accuracy: float = Field(description="held-out (2-fold) accuracy of the fitting procedure's choice")
     best_of_n_accuracy: float | None = Field(default=None, description="best-of-N weighted at the same N")
     cost: Cost
     questions: int
+    smoothed_accuracy: float | None = Field(default=None, description="accuracy shrunk towards neighbouring bins")
+    cost_p90: Cost | None = Field(default=None, description="90th percentile of the per-question cost")
+    eligible: bool = True
+    gain_vs_best_of_n: float | None = Field(
+        default=None, description="paired accuracy gain over best-of-N weighted at no more cost"
+    )
+    gain_se: float | None = Field(default=None, description="standard error of that gain")
+
+    @property
+    def value(self) -> float:
+        """The accuracy lookups compare: smoothed when fitted, else the raw accuracy."""
+        return self.accuracy if self.smoothed_accuracy is None else self.smoothed_accuracy
 
 
 class Policy(BaseModel):
@@ -131,6 +228,26 @@ class Policy(BaseModel):
         default_factory=list, description="every measured (bin, budget, action) cell, for cost-based lookup"
     )
     question_model: dict[str, Any] | None = None
+    probe_model: dict[str, Any] | None = Field(
+        default=None, description="the fitted predictor of pass@1 from probe features (ProbePredictor)"
+    )
+    probe_cost: Cost = Field(default_factory=Cost, description="mean cost of the difficulty probe")
+    completion_caps: dict[str, int] = Field(
+        default_factory=dict, description="per model: the max_tokens a sample is given (measured lengths)"
+    )
+    plan_unit: BudgetUnit = "tokens"
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if len(value) != N_BINS - 1:
+            raise ValueError(f"need {N_BINS - 1} cut points, got {len(value)}")
+        if any(not math.isfinite(v) for v in value):
+            raise ValueError(f"cut points must be finite numbers, got {value}")
+        if any(b < a for a, b in itertools.pairwise(value)):
+            raise ValueError(f"cut points must be ascending, got {value}")
+        return value
 
     def check_compatible(self, models: Sequence[str], verifier: str, *, force: bool = False) -> None:
         """Refuse use with models or a verifier the policy was not fitted for, unless ``force``."""
@@ -149,48 +266,76 @@ class Policy(BaseModel):
         """The difficulty bin (1 = easiest, 5 = hardest) of a difficulty statistic."""
         return bin_of(statistic, self.thresholds, higher_is_easier=self.higher_is_easier)
 
-    def choose(self, bin_: int, budget: Budget | int, unit: BudgetUnit | None = None) -> PolicyEntry:
+    def reuses_probe(self, action: PolicyAction) -> bool:
+        """True when ``action``'s samples include the probe's: best-of-N on the first model, after a probe."""
+        return reuses_probe(self, action)
+
+    def choose(
+        self,
+        bin_: int,
+        budget: Budget | int,
+        unit: BudgetUnit | None = None,
+        *,
+        probe_spent: Cost | None = None,
+    ) -> PolicyEntry:
         """The action for ``bin_`` under ``budget``.
 
-        With an int (a generation budget N), the most accurate table entry fitted at a budget
-        <= N (the paper's table; the smaller budget wins ties, so spending more must buy
-        accuracy), or the smallest-budget entry when none is that small. With a :class:`Budget`,
-        the most accurate measured action whose mean cost fits every set limit (``unit`` restricts
-        the comparison to one unit); ties go to the cheaper action.
+        With an int (a generation budget N): the table's entry for the largest fitted budget <= N,
+        a matched-compute plan (the smallest fitted budget when none is that small).
+
+        With a :class:`Budget` (the question's WHOLE hard budget, probe included): the most
+        accurate eligible measured action whose cost for this question fits every set limit
+        (``unit`` restricts the comparison to one unit). ``probe_spent`` is what the probe already
+        cost: best-of-N reuses it, other actions add their own cost to it, and those are checked
+        at their 90th-percentile cost. Ties go to the cheaper action; when nothing fits, the
+        cheapest action.
         """
         if isinstance(budget, int):
-            rows = [e for e in self.table if e.bin == bin_ and e.budget <= budget]
-            if not rows:
-                rows = sorted((e for e in self.table if e.bin == bin_), key=lambda e: e.budget)[:1]
+            rows = [e for e in self.table if e.bin == bin_]
             if not rows:
                 raise LookupError(f"policy has no entry for bin {bin_}")
-            return max(rows, key=lambda e: (round(e.accuracy, 9), -e.budget, -e.cost.tokens))
+            fitting = [e for e in rows if e.budget <= budget]
+            if not fitting:
+                return min(rows, key=lambda e: (e.budget, -e.value))
+            largest = max(e.budget for e in fitting)
+            return max((e for e in fitting if e.budget == largest), key=lambda e: (round(e.value, 9), -e.cost.tokens))
         pool = [e for e in (self.candidates or self.table) if e.bin == bin_]
         if not pool:
             raise LookupError(f"policy has no entry for bin {bin_}")
+        pool = [e for e in pool if e.eligible] or pool
         limits = _limits(budget, unit)
-        fitting = [e for e in pool if all(e.cost.in_unit(u) <= limit for u, limit in limits.items())]
+        spent = probe_spent if probe_spent is not None else self.probe_cost
+
+        def need(entry: PolicyEntry, u: BudgetUnit) -> float:
+            return entry_cost(self, entry, u, spent.in_unit(u), high=True)
+
+        fitting = [e for e in pool if all(need(e, u) <= limit for u, limit in limits.items())]
         if not fitting:
-            return min(pool, key=lambda e: tuple(e.cost.in_unit(u) for u in limits) or (e.budget,))
-        return max(fitting, key=lambda e: (round(e.accuracy, 9), -_cost_key(e, limits)))
+            return min(pool, key=lambda e: tuple(need(e, u) for u in limits) or (e.budget,))
+        return max(
+            fitting, key=lambda e: (round(e.value, 9), -sum(need(e, u) / lim for u, lim in limits.items() if lim > 0))
+        )
 
     def curve(self, bin_: int, unit: BudgetUnit) -> list[PolicyEntry]:
-        """The accuracy-vs-cost frontier of a bin: entries whose accuracy no cheaper entry matches."""
-        pool = sorted((e for e in (self.candidates or self.table) if e.bin == bin_), key=lambda e: e.cost.in_unit(unit))
-        frontier: list[PolicyEntry] = []
-        for entry in pool:
-            if not frontier or entry.accuracy > frontier[-1].accuracy:
-                frontier.append(entry)
-        return frontier
+        """The accuracy-vs-cost hull of a bin's eligible entries: each step up costs more and buys
+        accuracy at a falling rate, so that greedy marginal-gain allocation is sound."""
+        pool = [e for e in (self.candidates or self.table) if e.bin == bin_]
+        return _hull([e for e in pool if e.eligible] or pool, unit)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(self.model_dump_json(indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
-        """Read a policy file; an unknown format version is an error."""
+        """Read a policy file; every error names the file (and the field, for a bad value)."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not a policy file: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not a policy file: invalid JSON ({exc})") from None
         if not isinstance(data, dict):
@@ -198,21 +343,84 @@ class Policy(BaseModel):
         version = data.get("format_version")
         if version != POLICY_FORMAT_VERSION:
             raise ValueError(f"{path}: policy format_version {version!r} is not {POLICY_FORMAT_VERSION}")
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
+            )
+            raise ValueError(f"{path}: invalid policy: {problems}") from None
+
+
+def reuses_probe(policy: Policy, action: PolicyAction) -> bool:
+    """Best-of-N on the policy's first model counts the probe samples among its N (the probe's
+    samples are samples of this very strategy), so its cost already includes the probe's."""
+    return policy.estimator == "probe" and action.strategy.strategy == "best_of_n" and action.model == policy.models[0]
+
+
+def entry_cost(
+    policy: Policy, entry: PolicyEntry, unit: BudgetUnit, probe_cost: float = 0.0, *, high: bool = False
+) -> float:
+    """What answering with ``entry`` costs after a probe that cost ``probe_cost``, probe included.
+
+    ``entry.cost`` already includes the policy's mean probe cost; it is replaced by this question's.
+    With ``high``, a non-reusing entry is costed at its 90th percentile (for hard-budget admission).
+    """
+    own = entry.cost.in_unit(unit)
+    if policy.reuses_probe(entry.action):
+        return max(own, probe_cost)
+    measured = entry.cost_p90 if high and entry.cost_p90 is not None else entry.cost
+    return max(measured.in_unit(unit) - policy.probe_cost.in_unit(unit), 0.0) + probe_cost
 
 
 def _limits(budget: Budget, unit: BudgetUnit | None) -> dict[BudgetUnit, float]:
     limits: dict[BudgetUnit, float] = {}
-    fields = (("samples", "max_samples"), ("tokens", "max_tokens"), ("usd", "max_usd"), ("flops", "max_flops"))
-    for name, field in fields:
-        value = getattr(budget, field, None)
+    for name, attribute in UNIT_FIELDS.items():
+        value = getattr(budget, attribute, None)
         if value is not None and (unit is None or unit == name):
-            limits[name] = float(value)  # type: ignore[index]
+            limits[name] = float(value)
     return limits
 
 
-def _cost_key(entry: PolicyEntry, limits: Mapping[BudgetUnit, float]) -> float:
-    return sum(entry.cost.in_unit(u) / limit for u, limit in limits.items() if limit > 0)
+UNIT_FIELDS: Mapping[BudgetUnit, str] = {
+    "samples": "max_samples",
+    "tokens": "max_tokens",
+    "usd": "max_usd",
+    "flops": "max_flops",
+}
+"""Budget unit -> the :class:`~ttc_agents.Budget` field that limits it."""
+
+
+def budget_in_unit(unit: BudgetUnit, amount: float) -> Budget:
+    """A budget limiting only ``unit`` to ``amount`` (at least one sample or token)."""
+    if unit in ("samples", "tokens"):
+        return Budget.model_validate({UNIT_FIELDS[unit]: max(1, int(amount))})
+    return Budget.model_validate({UNIT_FIELDS[unit]: max(amount, 1e-12)})
+
+
+def _hull(entries: Sequence[PolicyEntry], unit: BudgetUnit) -> list[PolicyEntry]:
+    """The upper concave hull of (cost, value), from the cheapest entry up."""
+    if not entries:
+        return []
+    cheapest = min(entries, key=lambda e: (e.cost.in_unit(unit), -e.value))
+    points = sorted(
+        (e for e in entries if e.cost.in_unit(unit) > cheapest.cost.in_unit(unit) and e.value > cheapest.value),
+        key=lambda e: (e.cost.in_unit(unit), -e.value),
+    )
+    hull = [cheapest]
+    for entry in points:
+        if entry.value <= hull[-1].value:
+            continue
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            ab = (b.value - a.value) / max(b.cost.in_unit(unit) - a.cost.in_unit(unit), 1e-12)
+            ac = (entry.value - a.value) / max(entry.cost.in_unit(unit) - a.cost.in_unit(unit), 1e-12)
+            if ac >= ab:
+                hull.pop()
+            else:
+                break
+        hull.append(entry)
+    return hull
 
 
 def quantile_thresholds(values: Sequence[float], bins: int = N_BINS) -> list[float]:
@@ -263,50 +471,27 @@ def fit_policy(
     dataset: str,
     estimator: Literal["probe", "question", "oracle"] = "probe",
     probe_samples: int = 4,
+    probe_costs: Mapping[str, Cost] | None = None,
     higher_is_easier: bool = True,
     seed: int = 0,
+    margin_z: float = 1.64,
+    smoothing: float = 6.0,
+    plan_unit: BudgetUnit = "tokens",
+    completion_caps: Mapping[str, int] | None = None,
 ) -> Policy:
-    """Fit bins and the (bin, budget) table from measured outcomes (2-fold CV within each bin).
+    """Fit bins, eligible entries and the matched-compute table from measured outcomes.
 
-    ``difficulty`` maps question ids to the difficulty statistic (mean probe score, predicted
-    score or oracle pass@1); its quantiles become the bin thresholds.
+    ``difficulty`` maps question ids to the difficulty statistic (predicted pass@1, mean probe score
+    or oracle pass@1); its quantiles become the bin thresholds. ``probe_costs`` (question id ->
+    what its probe cost) make every entry's cost the deployed one; without them the probe is free.
+    See the module docstring for the steps; ``margin_z`` and ``smoothing`` are steps 3 and 2.
     """
     rows = list(outcomes)
     if not rows:
         raise ValueError("no outcomes to fit a policy from")
     thresholds = quantile_thresholds([difficulty[q] for q in sorted(difficulty)])
     bins = {q: bin_of(v, thresholds, higher_is_easier=higher_is_easier) for q, v in difficulty.items()}
-    cells: dict[tuple[int, int, str], list[Outcome]] = defaultdict(list)
-    actions: dict[str, PolicyAction] = {}
-    for row in rows:
-        if row.question_id not in bins:
-            continue
-        key = row.action.key
-        actions[key] = row.action
-        cells[(bins[row.question_id], row.budget, key)].append(row)
-
-    table: list[PolicyEntry] = []
-    every: list[PolicyEntry] = []
-    rng = random.Random(seed)
-    for bin_ in range(1, N_BINS + 1):
-        for budget in sorted({b for (b_, b, _) in cells if b_ == bin_}):
-            options = {k: cells[(bin_, budget, k)] for (b_, b, k) in cells if b_ == bin_ and b == budget}
-            questions = sorted({o.question_id for group in options.values() for o in group})
-            rng.shuffle(questions)
-            folds = [set(questions[0::2]), set(questions[1::2])]
-            entries = {
-                key: _entry(bin_, budget, actions[key], group, _cv_accuracy(options, key, folds))
-                for key, group in options.items()
-            }
-            every.extend(entries.values())
-            best_key = _pick(options)
-            cv = _cross_validated(options, folds)
-            bon = [e for e in entries.values() if _is_weighted_best_of_n(e.action)]
-            chosen = entries[best_key].model_copy(
-                update={"cv_accuracy": cv, "best_of_n_accuracy": max((e.accuracy for e in bon), default=None)}
-            )
-            table.append(chosen)
-    return Policy(
+    shell = Policy(
         models=list(models),
         verifier=verifier,
         dataset=dataset,
@@ -314,63 +499,236 @@ def fit_policy(
         probe_samples=probe_samples,
         thresholds=thresholds,
         higher_is_easier=higher_is_easier,
-        table=table,
-        candidates=every,
+        table=[],
+        probe_cost=Cost.mean([probe_costs[q] for q in sorted(bins) if q in probe_costs]) if probe_costs else Cost(),
+        completion_caps=dict(completion_caps or {}),
+        plan_unit=plan_unit,
     )
+    fitter = _Fitter(shell, rows, bins, probe_costs or {}, margin_z=margin_z, smoothing=smoothing)
+    everyone = sorted(bins)
+    entries = fitter.entries(set(everyone))
+    plans = fitter.plans(entries, set(everyone))
+    held_out = _cross_validate(fitter, everyone, seed)
+    table: list[PolicyEntry] = []
+    for (bin_, budget), key in sorted(plans.items()):
+        chosen = entries[(bin_, key)]
+        bon = entries.get((bin_, fitter.best_of_n_key(budget) or ""))
+        cv = held_out.get((bin_, budget))
+        table.append(
+            chosen.model_copy(
+                update={
+                    "budget": budget,
+                    "cv_accuracy": chosen.accuracy if cv is None else cv,
+                    "best_of_n_accuracy": None if bon is None else bon.accuracy,
+                }
+            )
+        )
+    diagnostics = {"plans": fitter.plan_report(entries, plans, everyone, held_out)}
+    return shell.model_copy(update={"table": table, "candidates": list(entries.values()), "diagnostics": diagnostics})
+
+
+@dataclass(slots=True)
+class _Fitter:
+    """Steps 1-4 of the module docstring, on any subset of the questions (for cross-validation)."""
+
+    policy: Policy
+    rows: list[Outcome]
+    bins: Mapping[str, int]
+    probe_costs: Mapping[str, Cost]
+    margin_z: float
+    smoothing: float
+    cells: dict[str, dict[str, Outcome]] = field(default_factory=dict)
+    actions: dict[str, tuple[PolicyAction, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if row.question_id not in self.bins:
+                continue
+            if self.policy.reuses_probe(row.action) and row.budget < self.policy.probe_samples:
+                continue  # after a probe of k samples, best-of-N has at least k: best-of-k covers it
+            key = f"{row.budget}|{row.action.key}"
+            self.actions[key] = (row.action, row.budget)
+            self.cells.setdefault(key, {})[row.question_id] = row
+
+    def deployed(self, row: Outcome) -> Cost:
+        probe = self.probe_costs.get(row.question_id, Cost())
+        return row.cost.maximum(probe) if self.policy.reuses_probe(row.action) else row.cost + probe
+
+    def is_best_of_n(self, key: str) -> bool:
+        return _is_weighted_best_of_n(self.actions[key][0])
+
+    def best_of_n_key(self, budget: int) -> str | None:
+        matches = [k for k, (a, b) in self.actions.items() if b == budget and _is_weighted_best_of_n(a)]
+        if not matches:
+            return None
+        first = [k for k in matches if self.actions[k][0].model == self.policy.models[0]]
+        return (first or matches)[0]
+
+    def entries(self, questions: set[str]) -> dict[tuple[int, str], PolicyEntry]:
+        """(bin, key) -> entry, with smoothed accuracy, p90 cost and eligibility, on ``questions``."""
+        raw: dict[tuple[int, str], list[Outcome]] = {}
+        for key, by_question in self.cells.items():
+            for question, row in by_question.items():
+                if question in questions:
+                    raw.setdefault((self.bins[question], key), []).append(row)
+        accuracy = {cell: sum(o.correct for o in group) / len(group) for cell, group in raw.items()}
+        out: dict[tuple[int, str], PolicyEntry] = {}
+        for (bin_, key), group in raw.items():
+            neighbours = [accuracy[(b, key)] for b in (bin_ - 1, bin_ + 1) if (b, key) in accuracy]
+            n = len(group)
+            smoothed = accuracy[(bin_, key)]
+            if neighbours:
+                smoothed = (n * smoothed + self.smoothing * sum(neighbours) / len(neighbours)) / (n + self.smoothing)
+            costs = [self.deployed(o) for o in group]
+            action, budget = self.actions[key]
+            out[(bin_, key)] = PolicyEntry(
+                bin=bin_,
+                budget=budget,
+                action=action,
+                accuracy=accuracy[(bin_, key)],
+                cv_accuracy=accuracy[(bin_, key)],
+                cost=Cost.mean(costs),
+                cost_p90=Cost.quantile(costs, 0.9),
+                questions=n,
+                smoothed_accuracy=smoothed,
+            )
+        for (bin_, key), entry in list(out.items()):
+            if self.is_best_of_n(key):
+                continue
+            reference = self._reference(out, bin_, entry)
+            if reference is None:
+                out[(bin_, key)] = entry.model_copy(update={"eligible": False})
+                continue
+            ref_key = f"{reference.budget}|{reference.action.key}"
+            pairs = [
+                (int(row.correct) - int(self.cells[ref_key][q].correct))
+                for q, row in self.cells[key].items()
+                if q in questions and self.bins[q] == bin_ and q in self.cells[ref_key]
+            ]
+            gain, se = _mean_and_se(pairs)
+            eligible = len(pairs) >= 2 and gain - self.margin_z * se > 0
+            out[(bin_, key)] = entry.model_copy(update={"eligible": eligible, "gain_vs_best_of_n": gain, "gain_se": se})
+        return out
+
+    def _reference(
+        self, entries: Mapping[tuple[int, str], PolicyEntry], bin_: int, entry: PolicyEntry
+    ) -> PolicyEntry | None:
+        """Best-of-N weighted in the same bin at the largest cost not above ``entry``'s (else the cheapest)."""
+        unit = self.policy.plan_unit
+        bon = [e for (b, k), e in entries.items() if b == bin_ and self.is_best_of_n(k)]
+        if not bon:
+            return None
+        cheaper = [e for e in bon if e.cost.in_unit(unit) <= entry.cost.in_unit(unit) * (1 + 1e-9)]
+        if cheaper:
+            return max(cheaper, key=lambda e: (e.cost.in_unit(unit), e.value))
+        return min(bon, key=lambda e: e.cost.in_unit(unit))
+
+    def plans(self, entries: Mapping[tuple[int, str], PolicyEntry], questions: set[str]) -> dict[tuple[int, int], str]:
+        """(bin, N) -> key of the entry the matched-compute plan for generation budget N assigns."""
+        unit = self.policy.plan_unit
+        sizes: dict[int, int] = {}
+        for question in questions:
+            sizes[self.bins[question]] = sizes.get(self.bins[question], 0) + 1
+        hulls = {b: _hull([e for (b_, _), e in entries.items() if b_ == b and e.eligible], unit) for b in sorted(sizes)}
+        budgets = sorted({b for k, (a, b) in self.actions.items() if _is_weighted_best_of_n(a)})
+        out: dict[tuple[int, int], str] = {}
+        for budget in budgets:
+            reference = self.best_of_n_key(budget)
+            if reference is None:
+                continue
+            target = sum(self.cells[reference][q].cost.in_unit(unit) for q in questions if q in self.cells[reference])
+            position = {b: 0 for b in hulls if hulls[b]}
+            spent = sum(sizes[b] * hulls[b][0].cost.in_unit(unit) for b in position)
+            while True:
+                best: tuple[float, int, float] | None = None
+                for b, p in position.items():
+                    if p + 1 >= len(hulls[b]):
+                        continue
+                    extra = sizes[b] * (hulls[b][p + 1].cost.in_unit(unit) - hulls[b][p].cost.in_unit(unit))
+                    gain = sizes[b] * (hulls[b][p + 1].value - hulls[b][p].value)
+                    if spent + extra > target * (1 + 1e-9):
+                        continue
+                    rate = gain / max(extra, 1e-12)
+                    if best is None or rate > best[0]:
+                        best = (rate, b, extra)
+                if best is None:
+                    break
+                _, b, extra = best
+                spent += extra
+                position[b] += 1
+            for b, p in position.items():
+                chosen = hulls[b][p]
+                out[(b, budget)] = f"{chosen.budget}|{chosen.action.key}"
+        return out
+
+    def plan_report(
+        self,
+        entries: Mapping[tuple[int, str], PolicyEntry],
+        plans: Mapping[tuple[int, int], str],
+        questions: Sequence[str],
+        held_out: Mapping[tuple[int, int], float],
+    ) -> list[dict[str, Any]]:
+        """Per generation budget N: the plan's mean cost and accuracy (in-sample and 2-fold held
+        out) against best-of-N weighted at N, over the development questions."""
+        unit = self.policy.plan_unit
+        report = []
+        for budget in sorted({n for _, n in plans}):
+            reference = self.best_of_n_key(budget)
+            assert reference is not None
+            chosen = [(q, plans.get((self.bins[q], budget))) for q in questions]
+            rows = [self.cells[k][q] for q, k in chosen if k is not None and q in self.cells[k]]
+            bon = [self.cells[reference][q] for q in questions if q in self.cells[reference]]
+            sizes = {b: sum(1 for q in questions if self.bins[q] == b) for b in range(1, N_BINS + 1)}
+            cv = sum(held_out.get((b, budget), 0.0) * n for b, n in sizes.items()) / max(1, sum(sizes.values()))
+            report.append(
+                {
+                    "N": budget,
+                    "unit": unit,
+                    "plan_cost": sum(self.deployed(r).in_unit(unit) for r in rows) / max(1, len(rows)),
+                    "plan_accuracy": sum(r.correct for r in rows) / max(1, len(rows)),
+                    "plan_cv_accuracy": cv,
+                    "best_of_n_cost": sum(r.cost.in_unit(unit) for r in bon) / max(1, len(bon)),
+                    "best_of_n_accuracy": sum(r.correct for r in bon) / max(1, len(bon)),
+                }
+            )
+        return report
+
+
+def _cross_validate(fitter: _Fitter, questions: Sequence[str], seed: int) -> dict[tuple[int, int], float]:
+    """(bin, N) -> accuracy of the plan fitted on one half, scored on the other half (both ways)."""
+    by_bin: dict[int, list[str]] = {}
+    for question in questions:
+        by_bin.setdefault(fitter.bins[question], []).append(question)
+    rng = random.Random(seed)
+    folds: tuple[set[str], set[str]] = (set(), set())
+    for members in by_bin.values():
+        rng.shuffle(members)
+        folds[0].update(members[0::2])
+        folds[1].update(members[1::2])
+    scores: dict[tuple[int, int], list[float]] = {}
+    for train, test in ((folds[0], folds[1]), (folds[1], folds[0])):
+        if not train or not test:
+            continue
+        plans = fitter.plans(fitter.entries(train), train)
+        for (bin_, budget), key in plans.items():
+            tested = [row for q, row in fitter.cells.get(key, {}).items() if q in test and fitter.bins[q] == bin_]
+            if tested:
+                scores.setdefault((bin_, budget), []).append(sum(r.correct for r in tested) / len(tested))
+    return {cell: sum(v) / len(v) for cell, v in scores.items()}
+
+
+def _mean_and_se(values: Sequence[int]) -> tuple[float, float]:
+    if not values:
+        return 0.0, math.inf
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.inf
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
 
 
 def _is_weighted_best_of_n(action: PolicyAction) -> bool:
     return action.strategy.strategy == "best_of_n" and getattr(action.strategy, "selection", None) == "weighted"
-
-
-def _pick(options: Mapping[str, Sequence[Outcome]], only: set[str] | None = None) -> str:
-    """The most accurate action on the questions ``only`` (all when None); fewer tokens break ties."""
-    return max(options, key=lambda k: (_accuracy(options[k], only), -_mean_cost(options[k], only).tokens))
-
-
-def _accuracy(group: Sequence[Outcome], only: set[str] | None = None) -> float:
-    chosen = [o for o in group if only is None or o.question_id in only]
-    return sum(o.correct for o in chosen) / len(chosen) if chosen else 0.0
-
-
-def _mean_cost(group: Sequence[Outcome], only: set[str] | None = None) -> Cost:
-    group = [o for o in group if only is None or o.question_id in only]
-    n = max(len(group), 1)
-    return Cost(
-        samples=sum(o.cost.samples for o in group) / n,
-        tokens=sum(o.cost.tokens for o in group) / n,
-        usd=sum(o.cost.usd for o in group) / n,
-        flops=sum(o.cost.flops for o in group) / n,
-    )
-
-
-def _cross_validated(options: Mapping[str, Sequence[Outcome]], folds: Sequence[set[str]]) -> float:
-    """Pick the best action on one fold, score it on the other; the mean over both directions."""
-    scores = []
-    for train, test in ((folds[0], folds[1]), (folds[1], folds[0])):
-        if not train or not test:
-            continue
-        pick = _pick(options, train)
-        scores.append(_accuracy(options[pick], test))
-    if not scores:
-        return max(_accuracy(group) for group in options.values())
-    return sum(scores) / len(scores)
-
-
-def _cv_accuracy(options: Mapping[str, Sequence[Outcome]], key: str, folds: Sequence[set[str]]) -> float:
-    return sum(_accuracy(options[key], fold) for fold in folds if fold) / max(1, sum(1 for f in folds if f))
-
-
-def _entry(bin_: int, budget: int, action: PolicyAction, group: Sequence[Outcome], cv: float) -> PolicyEntry:
-    return PolicyEntry(
-        bin=bin_,
-        budget=budget,
-        action=action,
-        accuracy=_accuracy(group),
-        cv_accuracy=cv,
-        cost=_mean_cost(group),
-        questions=len({o.question_id for o in group}),
-    )
 
 
 def allocate_budgets(
@@ -385,14 +743,14 @@ def allocate_budgets(
 
     First every question gets its bin's cheapest entry (cheapest first, while the total allows), so
     each one is answered. Then the next upgrade goes to the question whose next step on its bin's
-    accuracy-vs-cost frontier adds the most accuracy per unit of cost. Easy bins saturate early and
+    accuracy-vs-cost hull adds the most accuracy per unit of cost. Easy bins saturate early and
     hopeless bins gain little, so the budget flows to medium and hard questions. None means the
     question could not be afforded.
 
     ``probe_costs`` are what each question's difficulty probe already spent: they count against
-    ``total``, and an entry costs the probe plus its own cost, except best-of-N on the policy's first
-    model, which reuses the probe samples (its measured cost already includes them). The sum of
-    :func:`entry_cost` over the chosen entries never exceeds ``total``.
+    ``total``, and an entry costs :func:`entry_cost` (the probe plus its own cost, except
+    best-of-N, which reuses the probe samples). The sum of :func:`entry_cost` over the chosen
+    entries never exceeds ``total``.
     """
     probes = list(probe_costs) if probe_costs is not None else [0.0] * len(bins)
     curves = {b: policy.curve(b, unit) for b in set(bins)}
@@ -413,7 +771,7 @@ def allocate_budgets(
             if p < 0 or p + 1 >= len(curve):
                 continue
             extra = cost(i, p + 1) - cost(i, p)
-            gain = curve[p + 1].accuracy - curve[p].accuracy
+            gain = curve[p + 1].value - curve[p].value
             if gain <= 0 or spent + extra > total:
                 continue
             rate = gain / max(extra, 1e-12)
@@ -425,10 +783,3 @@ def allocate_budgets(
         position[i] += 1
         spent += extra
     return [curves[bins[i]][p] if p >= 0 else None for i, p in enumerate(position)]
-
-
-def entry_cost(policy: Policy, entry: PolicyEntry, unit: BudgetUnit, probe_cost: float = 0.0) -> float:
-    """What answering with ``entry`` costs after a probe that cost ``probe_cost``, probe included."""
-    own = entry.cost.in_unit(unit)
-    reuses_probe = entry.action.strategy.strategy == "best_of_n" and entry.action.model == policy.models[0]
-    return max(own, probe_cost) if reuses_probe else probe_cost + own
