@@ -29,27 +29,37 @@ Output
     calls, prompt/completion tokens, USD, FLOPs), ``strategy``, ``trace`` (router workflows),
     ``correct`` (when the input had an answer; :func:`~ttc_agents.answers_equivalent`),
     ``seconds`` and ``metadata`` (when the input had extra fields). A failed item: ``id``,
-    ``question``, ``error`` (``"<type>: <message>"``) and, when it ran under a total budget,
-    ``charged``: what the total counted for it (its whole hard budget, since its real spend is
-    lost with the exception). One failing item never stops the others.
+    ``question``, ``error`` (``"<type>: <message>"``) and ``usage``: what it really spent before
+    it failed (every item runs with its own ledger, which the batch reads after the exception; a
+    401 costs nothing). Only when that spend cannot be known (a graph the batch did not build,
+    without a ledger on its exception) does a failed item under a total budget carry ``charged``
+    instead: its whole hard budget. ``max_tokens_ignored: true`` marks an item stopped because a
+    server sent more completion tokens than ``n x max_tokens`` (its budget could not be kept).
+    A record that cannot be written as UTF-8 (a lone surrogate such as ``\\ud800`` in an answer)
+    is written with JSON escapes instead (``ensure_ascii``: the same value when read back); an
+    input line with a lone surrogate in any field is bad input (named by field), never sent to a
+    model. One failing item never stops the others; a failure to write OUT stops the run at once
+    (:class:`BatchAborted`, after the running items end): nothing is counted as done that is not
+    in OUT.
 
 Budgets
     ``per_item_budget`` is every item's hard budget (default: the workflow's ``budget``).
-    ``total_budget`` (default: the workflow's ``batch_budget``) is never exceeded by the items of a
-    run: each item starts only with a hard budget carved out of what is left of the total (its
-    per-item budget, or an equal share ``left / max_concurrency`` of a quantity the per-item budget
-    leaves unlimited) and gives back what it did not spend when it finishes. A per-item budget that
-    does not fit waits for running items to give budget back; with nothing running the item gets
-    what is left, so the last items may run with less than their per-item budget. A share too
-    small to pay for a single call (the item spent nothing and a pooled limit stopped it) is tried
-    once more with all that is left, when nothing else runs. An item the total cannot fund gets the
-    error record ``BatchBudgetExhausted: batch budget exhausted (...)``: it is never lost, and
-    ``retry_errors`` runs it again under a larger total. A failed item is charged its whole share.
-    With a router workflow (a policy) and a total budget in samples, tokens, USD or FLOPs, items go
-    in windows of ``policy_window``: every item of a window is estimated first (the probes' spend
-    comes off the total), then the window's share of what is left (in proportion to the items still
-    to run, when their number is known: a file or a list) is split by the policy's greedy marginal
-    gain (:func:`~ttc_agents._policy.allocate_budgets`), as :meth:`Router.abatch
+    ``total_budget`` (default: the workflow's ``batch_budget``) is a hard limit on the items of all
+    the runs that write one OUT: each item starts only with a hard budget carved out of what is
+    left of the total (its per-item budget, or an equal share ``left / max_concurrency`` of a
+    quantity the per-item budget leaves unlimited) and gives back what it did not spend when it
+    finishes. A per-item budget that does not fit waits for running items to give budget back;
+    with nothing running the item gets what is left, so the last items may run with less than
+    their per-item budget. A share too small to pay for a single call (the item spent nothing and
+    a pooled limit stopped it) is tried once more with all that is left, when nothing else runs.
+    An item the total cannot fund gets the error record ``BatchBudgetExhausted: batch budget
+    exhausted (...)``: it is never lost, and ``retry_errors`` runs it again under a larger total.
+    A failed item is charged what it spent. With a router workflow (a policy) and a total budget
+    in samples, tokens, USD or FLOPs, items go in windows of ``policy_window``: every item of a
+    window is estimated first (the probes' spend comes off the total), then the window's share of
+    what is left (in proportion to the items still to run, when their number is known: a file or
+    a list) is split by the policy's greedy marginal gain
+    (:func:`~ttc_agents._policy.allocate_budgets`), as :meth:`Router.abatch
     <ttc_agents.graphs.router.Router.abatch>` does for one list, and each item runs its allocated
     setting with the probe's spend plus its allocation as its hard budget.
 
@@ -60,11 +70,37 @@ Resume guarantee
     (their retry appends a new record: the LAST record of an id is the one that counts). After
     ``kill -9`` the same command therefore finishes exactly the items without a record, and the
     complete lines written before the kill stay byte-identical. Items that were running at the kill
-    are run again: what they spent before the kill is paid twice and is not known to the total
-    budget of the next run (at most ``max_concurrency`` per-item budgets). The spend recorded in OUT
-    (``usage`` and ``charged``) counts against ``total_budget`` in the resumed run. ``max_seconds``
-    of a total budget is per run. A second run on the same OUT while one is writing it is refused
-    (an advisory ``flock``). A first Ctrl-C lets the running items finish and write their records.
+    are run again.
+
+    The total budget holds across kills and restarts: under a total budget, every grant an item
+    starts with is written to a journal next to OUT (``OUT.journal``, one JSON line per grant,
+    ``fsync``-ed before the item makes any call) and closed once the item's record is in OUT. A
+    resumed run counts against the total the spend recorded in OUT (every record's ``usage`` and
+    ``charged``, retried error records too: each was paid once) plus, for every grant the journal
+    shows started and never closed, that whole grant (what an item killed mid-run may have spent:
+    at most its hard budget). So the sum over all runs never passes the total; the price is that
+    a kill costs up to ``max_concurrency`` grants of budget that may not all have been spent. The
+    journal is compacted to one line at every start; delete it together with OUT (or use
+    ``resume=False``) to start over. A run without a total budget writes no journal.
+    ``max_seconds`` of a total budget is per run. A second run on the same OUT while one is
+    writing it is refused (an advisory ``flock``). A first Ctrl-C lets the running items finish
+    and write their records.
+
+    Nothing is destroyed by a start that fails: the input file is opened, a strict run's input
+    validated, OUT's records read and the configuration checked (see below) before anything runs,
+    and ``resume=False`` empties OUT only when the new run writes its first record.
+
+Preflight and failures
+    :func:`run_batch` checks a workflow before the batch fans out, without spending: every model
+    has a LiteLLM provider (or a resolver prefix such as ``local/``), and a USD budget (per item or
+    total) has a price for every model. Then the first item runs alone: if it fails with an error
+    that every item would hit (HTTP 401, 403 or 404: a bad key, a model the server does not have),
+    the run stops with :class:`BatchConfigError` before any other item starts and writes no record
+    for it (its spend, booked in its ledger, stays in the journal and counts against the total).
+    ``ttc batch`` exits 0 when every item of IN has an answer, 1 when the run finished and some
+    items of IN have an error record (this run's or an earlier one's: ``--retry-errors``), 2 on a
+    usage or configuration error found before the batch fanned out (OUT unchanged), 3 when the
+    run stopped on an error of its own (OUT could not be written; what is in OUT is kept).
 
 Memory
     Flat in the number of items: the input is read lazily, at most ``max_concurrency`` items (a
@@ -74,6 +110,8 @@ Memory
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import copy
 import json
 import math
 import os
@@ -81,14 +119,15 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Protocol, Required, TypedDict
+from typing import IO, Any, Literal, Protocol, Required, TypedDict, cast
 
 from pydantic import BaseModel
 
 from ttc_agents._answers import answers_equivalent
-from ttc_agents._budget import Budget, Ledger, Usage
+from ttc_agents._budget import Budget, Ledger, LedgerSnapshot, Reservation, Usage
 from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator
-from ttc_agents._gateway import Gateway
+from ttc_agents._gateway import Gateway, get_default_gateway
+from ttc_agents._models import ModelSpec
 from ttc_agents._policy import BudgetUnit, Policy, PolicyEntry, allocate_budgets, entry_cost
 from ttc_agents._search import StrategyState
 from ttc_agents._workflow import Workflow
@@ -96,16 +135,21 @@ from ttc_agents.graphs.router import Router
 
 __all__ = [
     "BadInput",
+    "BatchAborted",
+    "BatchConfigError",
     "BatchInputError",
     "BatchItem",
     "BatchOutputError",
     "BatchRecord",
     "BatchSummary",
     "BatchTarget",
+    "MaxTokensIgnored",
     "RoutedTarget",
     "SupportsAInvoke",
     "abatch",
     "item_from_row",
+    "journal_path",
+    "preflight",
     "read_jsonl",
     "run_batch",
     "run_batch_target",
@@ -132,6 +176,21 @@ class BatchInputError(ValueError):
 
 class BatchOutputError(ValueError):
     """OUT holds something that is not a batch record, so it cannot be resumed."""
+
+
+class BatchConfigError(ValueError):
+    """A configuration error found before the batch fanned out (the preflight, or the first item
+    failing with an error every item would hit); nothing was written to OUT."""
+
+
+class BatchAborted(RuntimeError):
+    """The run stopped before its end on an error that is not one item's (OUT could not be
+    written, for instance). The records written so far stay; the same command resumes."""
+
+
+class MaxTokensIgnored(RuntimeError):
+    """A server sent more completion tokens than ``n x max_tokens``: the item is stopped, since its
+    budget could not be kept (its record says ``max_tokens_ignored``)."""
 
 
 class SupportsAInvoke(Protocol):
@@ -177,6 +236,7 @@ class BatchRecord(TypedDict, total=False):
     error: str
     line: int
     charged: dict[str, float | int]
+    max_tokens_ignored: bool
 
 
 @dataclass(slots=True)
@@ -189,6 +249,7 @@ class BatchSummary:
     exhausted: int = 0
     bad_input: int = 0
     skipped: int = 0
+    errors_before: int = 0
     graded: int = 0
     correct: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -199,6 +260,11 @@ class BatchSummary:
     def written(self) -> int:
         """Records written by this run (answered plus errors)."""
         return self.answered + self.errors
+
+    @property
+    def failed(self) -> int:
+        """Items of the input whose last record is an error: written now, or earlier and skipped."""
+        return self.errors + self.errors_before
 
     @property
     def accuracy(self) -> float | None:
@@ -218,6 +284,8 @@ class BatchSummary:
             "exhausted": self.exhausted,
             "bad_input": self.bad_input,
             "skipped": self.skipped,
+            "errors_before": self.errors_before,
+            "failed": self.failed,
             "graded": self.graded,
             "correct": self.correct,
             "accuracy": self.accuracy,
@@ -343,7 +411,43 @@ class _Ids:
                 f"{self.where} {entry.line}: id {entry.id!r} repeats {self.where} {first}",
             )
         self.seen[entry.id] = entry.line
+        return _checked(entry, self.where)
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """``U+XXXX`` of the first lone surrogate in ``value`` (strings, keys, nested lists and
+    mappings), or None when every string in it is valid Unicode text."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, str):
+            try:
+                current.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"U+{ord(current[exc.start]):04X}"
+        elif isinstance(current, Mapping):
+            stack.extend(current.keys())
+            stack.extend(current.values())
+        elif isinstance(current, list | tuple):
+            stack.extend(current)
+    return None
+
+
+def _checked(entry: BatchItem | BadInput, where: str) -> BatchItem | BadInput:
+    """``entry``, or a bad input naming the field that is not valid Unicode text (a lone surrogate,
+    as JSON's ``"\\ud800"`` decodes to, can be neither sent to a model nor written as UTF-8)."""
+    if isinstance(entry, BadInput):
         return entry
+    known = {"id": entry.id, "question": entry.question, "answer": entry.answer, "context": entry.context}
+    for name, value in [*known.items(), *entry.metadata.items()]:
+        found = _lone_surrogate(name) or _lone_surrogate(value)
+        if found is not None:
+            return BadInput(
+                entry.id,
+                entry.line,
+                f"{where} {entry.line}: field {name!r}: not valid Unicode text (a lone surrogate, {found})",
+            )
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +460,7 @@ class _Previous:
     """What OUT held when the run started."""
 
     done: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)  # done ids whose last record is an error
     usage: Usage = field(default_factory=Usage)
     charged: dict[str, float] = field(default_factory=dict)
     graded: int = 0
@@ -400,6 +505,8 @@ def _scan_output(path: Path, *, retry_errors: bool) -> _Previous:
     for record_id, (is_error, correct) in last.items():
         if not (is_error and retry_errors):
             previous.done.add(record_id)
+            if is_error:
+                previous.failed.add(record_id)
         if not is_error and correct is not None:
             previous.graded += 1
             previous.correct += int(correct)
@@ -416,20 +523,168 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _encode(record: BatchRecord) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, default=_jsonable) + "\n").encode("utf-8")
+def _encode(record: Mapping[str, Any]) -> bytes:
+    """One JSON line. A value that is not valid Unicode (a lone surrogate) cannot be UTF-8: then the
+    line is written with JSON escapes (``ensure_ascii``), which read back as the same value."""
+    text = json.dumps(record, ensure_ascii=False, default=_jsonable)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = json.dumps(record, ensure_ascii=True, default=_jsonable).encode("ascii")
+    return data + b"\n"
 
 
 Sink = Callable[[int, BatchRecord], None]
 """Receives each finished record with its input line (position)."""
 
 
-def _file_sink(file: IO[bytes]) -> Sink:
+def _file_sink(file: IO[bytes], *, start_over: Callable[[], None] | None = None) -> Sink:
+    """Writes each record as one line. ``start_over`` (a run with ``resume=False``) runs before
+    the first write: OUT is emptied only when there is something new to write."""
+    pending = [start_over] if start_over is not None else []
+
     def write(line: int, record: BatchRecord) -> None:
-        file.write(_encode(record))  # one write and one flush per line: a kill cuts at most this line
+        data = _encode(record)
+        if pending:
+            pending.pop()()
+        file.write(data)  # one write and one flush per line: a kill cuts at most this line
         file.flush()
 
     return write
+
+
+def journal_path(out: str | os.PathLike[str]) -> Path:
+    """Where the grant journal of OUT lives: ``OUT.journal`` beside it (see the module docs)."""
+    path = Path(out)
+    return path.with_name(path.name + ".journal")
+
+
+def _add(into: dict[str, float], amounts: Mapping[str, Any]) -> None:
+    for name, amount in amounts.items():
+        if name in _POOLED and isinstance(amount, int | float):
+            into[name] = into.get(name, 0.0) + float(amount)
+
+
+class _Journal:
+    """The grants of a total budget in flight, durably: a JSON line per grant start (``fsync``-ed
+    before the item spends anything), a line per finish. What a killed run's items may have spent
+    is what their unfinished grants held; a resumed run counts that against the total.
+
+    Lines: ``{"carried": amounts}`` (spend outside OUT's records, from earlier runs),
+    ``{"start": seq, "id": id, "grant": amounts}``, ``{"end": seq}`` (the spend is in the item's
+    record) or ``{"end": seq, "spent": amounts}`` (spent, and in no record), and ``{"reset": true}``
+    (a ``resume=False`` run emptied OUT: what came before no longer counts).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+        self.seq = 0
+        self.open: dict[int, tuple[str, dict[str, float]]] = {}
+        self.by_item: dict[str, list[int]] = {}
+
+    @staticmethod
+    def read(path: Path) -> dict[str, float]:
+        """What the journal says was spent outside OUT's records: carried amounts, unrecorded
+        spend and every grant started and never finished (a cut-off last line is ignored)."""
+        carried: dict[str, float] = {}
+        started: dict[int, dict[str, Any]] = {}
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return carried
+        for raw in data[: data.rfind(b"\n") + 1].splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("reset"):
+                carried.clear()
+                started.clear()
+            elif isinstance(entry.get("carried"), dict):
+                _add(carried, entry["carried"])
+            elif isinstance(entry.get("start"), int) and isinstance(entry.get("grant"), dict):
+                started[entry["start"]] = entry["grant"]
+            elif isinstance(entry.get("end"), int):
+                started.pop(entry["end"], None)
+                if isinstance(entry.get("spent"), dict):
+                    _add(carried, entry["spent"])
+        for grant in started.values():
+            _add(carried, grant)
+        return carried
+
+    def begin(self, carried: Mapping[str, float]) -> None:
+        """Compact the journal to one line carrying ``carried`` (atomically), then append to it."""
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(temporary, "wb") as file:
+            file.write(_encode({"carried": dict(carried)}))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+        _fsync_directory(self.path.parent)
+        self.file = open(self.path, "ab")  # noqa: SIM115 (closed by close())
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def _append(self, entry: Mapping[str, Any], *, sync: bool) -> None:
+        assert self.file is not None
+        self.file.write(_encode(entry))
+        self.file.flush()
+        if sync:
+            os.fsync(self.file.fileno())
+
+    async def start(self, item_id: str, amounts: Mapping[str, float]) -> int:
+        """Journal a grant before its item spends anything; its number for :meth:`end`."""
+        assert self.file is not None
+        self.seq += 1
+        seq = self.seq
+        grant = dict(amounts)
+        self._append({"start": seq, "id": item_id, "grant": grant}, sync=False)
+        self.open[seq] = (item_id, grant)
+        self.by_item.setdefault(item_id, []).append(seq)
+        await asyncio.to_thread(os.fsync, self.file.fileno())
+        return seq
+
+    def end(self, seq: int, spent: Mapping[str, float] | None = None) -> None:
+        """A grant finished; ``spent``: what it spent that no record of OUT will show. (Not
+        ``fsync``-ed: a lost end line only makes a resumed run count the whole grant.)"""
+        if self.open.pop(seq, None) is None:
+            return
+        entry: dict[str, Any] = {"end": seq}
+        if spent:
+            entry["spent"] = {name: amount for name, amount in spent.items() if amount}
+        self._append(entry, sync=False)
+
+    def recorded(self, item_id: str) -> None:
+        """The item's record is in OUT: its grants' spend is counted from there from now on."""
+        for seq in self.by_item.pop(item_id, []):
+            self.end(seq)
+
+    def reset(self) -> None:
+        """OUT was emptied (``resume=False``): earlier spend no longer counts; open grants do."""
+        self._append({"reset": True}, sync=False)
+        for seq, (item_id, grant) in self.open.items():
+            self._append({"start": seq, "id": item_id, "grant": grant}, sync=False)
+        assert self.file is not None
+        os.fsync(self.file.fileno())
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not POSIX
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(descriptor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,6 +722,7 @@ class _Grant:
     amounts: dict[str, float]
     seconds: float | None
     whole: bool = False  # all that was left, with nothing else running
+    seq: int = 0  # its number in the journal
 
 
 class _BudgetPool:
@@ -572,29 +828,183 @@ class RoutedTarget(Protocol):
 @dataclass(frozen=True, slots=True)
 class BatchTarget:
     """What a batch runs: the graph, the router when items are allocated a total budget by the
-    policy, the default per-item and total budgets, and the budget unit of the allocation."""
+    policy, the default per-item and total budgets, and the budget unit of the allocation.
+    ``tapped``: the graph's model calls go through a gateway that books them in each item's own
+    ledger too (:func:`run_batch` builds workflows so), so a failed item's spend is known."""
 
     graph: SupportsAInvoke
     router: RoutedTarget | None = None
     per_item: Budget | None = None
     total: Budget | None = None
     unit: BudgetUnit | None = None
+    tapped: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Every item's own ledger: what its model calls spent, even when its graph raises
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ItemSpend:
+    """What one item's model calls spent (every call, whichever node's ledger it was booked in)."""
+
+    ledger: Ledger = field(default_factory=Ledger)
+    ignored_max_tokens: bool = False
+    answered: asyncio.Event | None = None  # set once a call of the item got an answer
+
+
+_ITEM_SPEND: contextvars.ContextVar[_ItemSpend | None] = contextvars.ContextVar("ttc_batch_item", default=None)
+"""The running item's spend; set by the batch around each item's graph call (tasks inherit it)."""
+
+
+class _TeeLedger:
+    """A node's ledger as the gateway sees it during a batch item: everything goes to the node's
+    ledger, and what each call spent is booked in the item's ledger too. A call that sent more
+    completion tokens than ``n x max_tokens`` (a server ignoring ``max_tokens``) stops the item."""
+
+    __slots__ = ("_inner", "_item", "_max_tokens")
+
+    def __init__(self, inner: Ledger, item: _ItemSpend, max_tokens: int | None) -> None:
+        self._inner = inner
+        self._item = item
+        self._max_tokens = max_tokens
+
+    def settle(self, reservation: Reservation | None, usage: Usage, *, node: str, model: str) -> None:
+        self._inner.settle(reservation, usage, node=node, model=model)
+        self._item.ledger.settle(None, usage, node=node, model=model)
+        if usage.calls and self._item.answered is not None:
+            self._item.answered.set()
+        limit = self._max_tokens
+        if reservation is not None and limit and usage.completion_tokens > reservation.n * limit:
+            self._item.ignored_max_tokens = True
+            raise MaxTokensIgnored(
+                f"{model} sent {usage.completion_tokens} completion tokens for n={reservation.n} x "
+                f"max_tokens={limit}: the server ignores max_tokens, so the item's budget cannot be kept"
+            )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _TappedGateway(Gateway):
+    """The gateway with every call of a batch item booked in the item's ledger too."""
+
+    __slots__ = ()
+
+    async def sample(
+        self,
+        model: Any,
+        messages: Any,
+        k: int = 1,
+        *,
+        ledger: Ledger | None = None,
+        max_tokens: int | None = None,
+        **params: Any,
+    ) -> Any:
+        item = _ITEM_SPEND.get()
+        if item is not None:
+            limit = max_tokens or ModelSpec.of(model).max_tokens
+            inner = ledger if ledger is not None else Ledger()
+            ledger = cast(Ledger, _TeeLedger(inner, item, limit))
+        return await Gateway.sample(self, model, messages, k, ledger=ledger, max_tokens=max_tokens, **params)
+
+
+def _tapped(gateway: Gateway | None) -> Gateway:
+    """``gateway`` (default: the process-wide one) sharing all its state, with items' calls tapped."""
+    base = gateway if gateway is not None else get_default_gateway()
+    if isinstance(base, _TappedGateway):
+        return base
+    tapped = copy.copy(base)
+    tapped.__class__ = _TappedGateway
+    return tapped
+
+
+def _spend_on_exception(exc: BaseException) -> Usage | None:
+    """The spend an exception carries (``exc.ledger``: a ledger or a snapshot; ``exc.usage``), if any."""
+    ledger = getattr(exc, "ledger", None)
+    if isinstance(ledger, Ledger | LedgerSnapshot):
+        return ledger.total
+    usage = getattr(exc, "usage", None)
+    return usage if isinstance(usage, Usage) else None
+
+
+def _ignored_max_tokens(exc: BaseException, item: _ItemSpend | None) -> bool:
+    if item is not None and item.ignored_max_tokens:
+        return True
+    return isinstance(exc, MaxTokensIgnored) or "MaxTokens" in type(exc).__name__
+
+
+_CONFIG_STATUS = frozenset({401, 403, 404})
+
+
+def _every_item_would_fail(exc: BaseException) -> bool:
+    """An error that is the configuration's, not the item's: a bad key or a missing model (HTTP
+    401, 403, 404), a provider LiteLLM does not know, a configuration error of the library."""
+    if isinstance(exc, BatchConfigError):
+        return True
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status in _CONFIG_STATUS:
+        return True
+    return "LLM Provider NOT provided" in str(exc)
 
 
 def _resolve(target: Workflow | Router | SupportsAInvoke, gateway: Gateway | None, base_dir: Any) -> BatchTarget:
     if isinstance(target, Workflow):
+        gateway = _tapped(gateway)
         per_item = None if target.budget.unlimited else target.budget
         if target.policy is not None:
             router = target.router(gateway=gateway, base_dir=base_dir)
-            return BatchTarget(router.graph, router, per_item, target.batch_budget, target.budget_unit or router.unit)
-        return BatchTarget(target.build(gateway=gateway, base_dir=base_dir), None, per_item, target.batch_budget)
+            unit = target.budget_unit or router.unit
+            return BatchTarget(router.graph, router, per_item, target.batch_budget, unit, tapped=True)
+        graph = target.build(gateway=gateway, base_dir=base_dir)
+        return BatchTarget(graph, None, per_item, target.batch_budget, tapped=True)
     if isinstance(target, Router):
         budget = target.ctx.budget
         per_item = None if budget is None or budget.unlimited else budget
-        return BatchTarget(target.graph, target, per_item, None, target.unit)
+        tapped = isinstance(getattr(target.ctx, "gateway", None), _TappedGateway)
+        return BatchTarget(target.graph, target, per_item, None, target.unit, tapped=tapped)
     if callable(getattr(target, "ainvoke", None)):
         return BatchTarget(target)
     raise TypeError(f"expected a Workflow, a Router or a graph with ainvoke, got {type(target).__name__}")
+
+
+def preflight(
+    workflow: Workflow,
+    *,
+    gateway: Gateway | None = None,
+    per_item_budget: Budget | None = None,
+    total_budget: Budget | None = None,
+) -> None:
+    """Check a workflow before a batch fans out, without any model call: every model has a
+    LiteLLM provider (or a resolver prefix such as ``local/``), and a USD budget has a price for
+    every model. Raises :class:`BatchConfigError` naming the model and what is missing."""
+    from ttc_agents._litellm import litellm
+    from ttc_agents._providers import register_providers
+
+    register_providers()
+    gateway = gateway if gateway is not None else get_default_gateway()
+    specs = dict(workflow.models)
+    kind, colon, judge = workflow.verifier.partition(":")
+    if colon and kind.strip().lower() in ("prm", "orm") and judge.strip():
+        name = judge.strip()
+        if not any(spec.name == name for spec in specs.values()):
+            specs[f"verifier {workflow.verifier}"] = ModelSpec(name=name)
+    budgets = [b for b in (per_item_budget, total_budget) if b is not None]
+    usd = any(b.max_usd is not None for b in budgets)
+    for key, spec in specs.items():
+        label = f"model {key!r} ({spec.name})" if not key.startswith("verifier ") else f"the {key}"
+        if spec.group is None and not (spec.name.partition("/")[0] in gateway.resolvers and spec.api_base is None):
+            try:
+                litellm.get_llm_provider(spec.name, api_base=spec.api_base)
+            except Exception as exc:
+                message = " ".join(str(exc).split())[:200]
+                raise BatchConfigError(f"{label}: LiteLLM knows no provider for it ({message})") from None
+        if usd and None in gateway.prices(spec):
+            raise BatchConfigError(
+                f"{label}: a USD budget is set but the model has no price; give its usd_per_input_token "
+                "and usd_per_output_token, or budget in tokens"
+            )
 
 
 def _policy_unit(router: RoutedTarget | None, preferred: BudgetUnit | None, total: Budget | None) -> BudgetUnit | None:
@@ -665,6 +1075,9 @@ class _Progress:
             self.bar.close()
 
 
+RecordKind = Literal["answered", "error", "exhausted", "bad"]
+
+
 class _Batch:
     """One run: reads items, runs them with bounded concurrency, hands every record to the sink."""
 
@@ -681,6 +1094,9 @@ class _Batch:
         expected: int | None,
         policy_window: int,
         summary: BatchSummary,
+        journal: _Journal | None = None,
+        carried: Mapping[str, float] | None = None,
+        canary: bool = False,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -691,17 +1107,26 @@ class _Batch:
         self.max_concurrency = max_concurrency
         self.per_item = per_item
         self.done = previous.done
+        self.failed_before = previous.failed
         self.strict = strict
         self.pending = expected
         self.policy_window = policy_window
         self.summary = summary
         self.unit = _policy_unit(target.router, target.unit, total)
         self.pool: _BudgetPool | None = None
+        self.journal: _Journal | None = None
         if total is not None and not total.unlimited:
             spent = _amounts(previous.usage)
             for name, amount in previous.charged.items():
                 spent[name] = spent.get(name, 0.0) + amount
+            for name, amount in (carried or {}).items():
+                spent[name] = spent.get(name, 0.0) + amount
             self.pool = _BudgetPool(total, slots=max_concurrency, spent_before=spent)
+            self.journal = journal
+        # The first item runs alone; an error every item would hit stops the run (BatchConfigError).
+        self.canary = canary
+        self.canary_answered: asyncio.Event | None = None
+        self.starved_spend: dict[str, dict[str, float]] = {}  # what a starved attempt spent, by id
         self.progress = _Progress(False, None)
 
     async def run(
@@ -729,44 +1154,112 @@ class _Batch:
             entry = ids.check(raw)
             if entry.id in self.done:
                 self.summary.skipped += 1
+                self.summary.errors_before += entry.id in self.failed_before
             elif isinstance(entry, BadInput):
                 if self.strict:
                     raise BatchInputError(entry.error)
-                self.summary.bad_input += 1
                 self._write(
-                    entry.line, {"id": entry.id, "line": entry.line, "error": f"BatchInputError: {entry.error}"}
+                    entry.line,
+                    {"id": entry.id, "line": entry.line, "error": f"BatchInputError: {entry.error}"},
+                    kind="bad",
                 )
             else:
                 yield entry
 
     # -- records ------------------------------------------------------------------------------
 
-    def _write(self, line: int, record: BatchRecord) -> None:
-        if "error" in record:
-            self.summary.errors += 1
-        else:
-            self.summary.answered += 1
+    def _write(self, line: int, record: BatchRecord, *, kind: RecordKind, usage: Usage | None = None) -> None:
+        """Hand ``record`` to the sink, then count it: a record the sink did not take is not done
+        (its exception stops the run)."""
         self.sink(line, record)
+        if kind == "answered":
+            self.summary.answered += 1
+        else:
+            self.summary.errors += 1
+            self.summary.exhausted += kind == "exhausted"
+            self.summary.bad_input += kind == "bad"
+        if usage is not None:
+            self.summary.usage += usage
+        if self.journal is not None:
+            self.journal.recorded(record["id"])
         self.progress.update(self.summary.usage, self.summary.errors)
 
-    def _fail(self, item: BatchItem, error: str, charged: Mapping[str, float] | None = None) -> None:
+    def _fail(
+        self,
+        item: BatchItem,
+        error: str,
+        *,
+        spent: Usage | None = None,
+        charged: Mapping[str, float] | None = None,
+        ignored_max_tokens: bool = False,
+        kind: RecordKind = "error",
+    ) -> None:
         record: BatchRecord = {"id": item.id, "question": item.question, "error": error}
+        if spent is not None:
+            record["usage"] = spent.as_dict()
         if charged:
             record["charged"] = {k: int(v) if k in _INTEGER else v for k, v in charged.items()}
-        self._write(item.line, record)
+        if ignored_max_tokens:
+            record["max_tokens_ignored"] = True
+        self._write(item.line, record, kind=kind, usage=spent)
+
+    def _failed(
+        self,
+        item: BatchItem,
+        exc: Exception,
+        grant: _Grant | None,
+        spent: Usage | None,
+        tally: _ItemSpend | None,
+        already_spent: Usage | None = None,
+    ) -> None:
+        """An item's exception: give its grant back with what it spent and write its error record,
+        or, for the run's first item and an error every item would hit, stop the run."""
+        before = already_spent or Usage()
+        total = None if spent is None else before + spent
+        if grant is not None and self.pool is not None:
+            self.pool.release(grant, None if spent is None else _amounts(spent))
+        if self.canary and _every_item_would_fail(exc):
+            if self.journal is not None and total is not None:  # paid, in no record: the journal keeps it
+                seqs = self.journal.by_item.pop(item.id, [])
+                for seq in seqs:
+                    self.journal.end(seq, _amounts(total) if seq == seqs[-1] else None)
+            # (An unknown spend leaves the grant open in the journal: a resumed run counts it whole.)
+            raise BatchConfigError(
+                f"the first item (id {item.id!r}) failed with {_error_text(exc)}; every item would: "
+                "nothing else was started and no record was written"
+            ) from exc
+        charged: dict[str, float] | None = None
+        if total is None and grant is not None and self.pool is not None:
+            charged = dict(grant.amounts)  # the real spend is unknown: the whole grant counts
+            for name, amount in _amounts(before).items():
+                if name in charged:
+                    charged[name] += amount
+        self._fail(
+            item,
+            _error_text(exc),
+            spent=total,
+            charged=charged,
+            ignored_max_tokens=_ignored_max_tokens(exc, tally),
+        )
 
     def _exhausted(self, item: BatchItem, starved: _Grant | None = None) -> None:
         """The error record of an item the total could not fund (``starved``: its share was too small)."""
         assert self.pool is not None
-        self.summary.exhausted += 1
         if starved is None:
             reason = self.pool.exhausted_reason()
         else:
             share = ", ".join(f"{name} {amount:g}" for name, amount in starved.amounts.items())
             reason = f"{EXHAUSTED} (its share, {share}, could not pay for one call)"
-        self._fail(item, f"BatchBudgetExhausted: {reason}")
+        self._fail(item, f"BatchBudgetExhausted: {reason}", kind="exhausted")
 
-    async def _answered(self, item: BatchItem, result: Mapping[str, Any], usage: Usage | None, started: float) -> None:
+    async def _answered(
+        self,
+        item: BatchItem,
+        result: Mapping[str, Any],
+        usage: Usage | None,
+        started: float,
+        grant: _Grant | None = None,
+    ) -> None:
         answer = result.get("answer")
         record: BatchRecord = {
             "id": item.id,
@@ -776,19 +1269,21 @@ class _Batch:
             "usage": None if usage is None else usage.as_dict(),
             "strategy": result.get("strategy"),
         }
+        if usage is None and grant is not None and self.pool is not None:
+            record["charged"] = {k: int(v) if k in _INTEGER else v for k, v in grant.amounts.items()}
         if result.get("trace") is not None:
             record["trace"] = result["trace"]
+        correct: bool | None = None
         if item.answer is not None:
             correct = await asyncio.to_thread(_grade, answer, item.answer)
             record["correct"] = correct
-            self.summary.graded += 1
-            self.summary.correct += int(correct)
         record["seconds"] = round(time.perf_counter() - started, 4)
         if item.metadata:
             record["metadata"] = item.metadata
-        if usage is not None:
-            self.summary.usage += usage
-        self._write(item.line, record)
+        self._write(item.line, record, kind="answered", usage=usage)
+        if correct is not None:
+            self.summary.graded += 1
+            self.summary.correct += int(correct)
 
     def _request(self, item: BatchItem, budget: Budget | None) -> dict[str, Any]:
         request: dict[str, Any] = {"question": item.question}
@@ -803,21 +1298,38 @@ class _Batch:
     async def _run_each(self, items: AsyncIterator[BatchItem]) -> None:
         slots = asyncio.Semaphore(self.max_concurrency)
         running: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
 
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
             slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(cast(BaseException, task.exception()))
 
         try:
             async for item in items:
                 await slots.acquire()
+                if failures:
+                    slots.release()
+                    break
                 task = asyncio.create_task(self._run_item(item))
                 running.add(task)
                 task.add_done_callback(finished)
+                if self.canary:
+                    # Fan out once the first item's model answered a call (or the item ended).
+                    answered = self.canary_answered = asyncio.Event()
+                    waiter = asyncio.ensure_future(answered.wait())
+                    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    self.canary, self.canary_answered = False, None
+                if failures:
+                    break
         finally:
-            # A strict stop, or a first Ctrl-C (cancellation), lets running items finish and write.
+            # A strict stop, a failure, or a first Ctrl-C (cancellation) lets running items finish and write.
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+        if failures:  # a record that could not be written, or the first item's configuration error
+            raise failures[0]
 
     def _item_budget(self, grant: _Grant, paid: Usage | None = None) -> Budget:
         """An item's hard budget: the per-item limits, with the pooled ones replaced by ``grant``
@@ -830,6 +1342,19 @@ class _Batch:
         fields["max_seconds"] = min(seconds) if seconds else None
         return _make_budget(fields)
 
+    async def _acquire(self, item: BatchItem, want: Budget | Mapping[str, float | None] | None) -> _Grant | None:
+        """A share of the total for ``item``, journaled before the item can spend any of it."""
+        assert self.pool is not None
+        grant = await self.pool.acquire(want)
+        if grant is not None and self.journal is not None:
+            try:
+                seq = await self.journal.start(item.id, grant.amounts)
+            except BaseException:
+                self.pool.release(grant, None)
+                raise
+            grant = replace(grant, seq=seq)
+        return grant
+
     async def _funded(self, item: BatchItem, attempt: Callable[[_Grant], Awaitable[bool]]) -> None:
         """Run ``attempt`` under a share of the total. A share too small for one call (``attempt``
         returns False) is tried once more with all that is left, when nothing else runs; then the
@@ -837,12 +1362,17 @@ class _Batch:
         assert self.pool is not None
         want: Budget | Mapping[str, float | None] | None = self.per_item
         while True:
-            grant = await self.pool.acquire(want)
+            grant = await self._acquire(item, want)
             if grant is None:
                 self._exhausted(item)
                 return
             if await attempt(grant):
                 return
+            if self.journal is not None:  # what the starved attempt spent is in no record
+                seqs = self.journal.by_item.get(item.id, [])
+                if grant.seq in seqs:
+                    seqs.remove(grant.seq)
+                self.journal.end(grant.seq, self.starved_spend.pop(item.id, None))
             if grant.whole:
                 self._exhausted(item, grant)
                 return
@@ -871,23 +1401,22 @@ class _Batch:
     ) -> bool:
         """Run one graph call and write its record; an exception becomes the item's error record,
         never the batch's. False, with nothing written, when ``grant`` could not pay for one call."""
+        tally = _ItemSpend(answered=self.canary_answered)
+        token = _ITEM_SPEND.set(tally)
         try:
             result = await graph.ainvoke(request)
             usage = _usage_of(result)
         except Exception as exc:
-            if grant is not None and self.pool is not None:
-                self.pool.release(grant, None)
-            charged = dict(grant.amounts) if grant is not None else {}
-            if already_spent is not None and self.pool is not None:
-                for name, amount in _amounts(already_spent).items():
-                    if name in self.pool.limits:
-                        charged[name] = charged.get(name, 0.0) + amount
-            self._fail(item, _error_text(exc), charged)
+            _ITEM_SPEND.reset(token)
+            known = tally.ledger.total if self.target.tapped else _spend_on_exception(exc)
+            self._failed(item, exc, grant, known, tally, already_spent)
             return True
         except BaseException:
+            _ITEM_SPEND.reset(token)
             if grant is not None and self.pool is not None:
-                self.pool.release(grant, None)
+                self.pool.release(grant, _amounts(tally.ledger.total) if self.target.tapped else None)
             raise
+        _ITEM_SPEND.reset(token)
         if grant is not None and self.pool is not None:
             if usage is None:
                 self.pool.release(grant, None)
@@ -898,8 +1427,10 @@ class _Batch:
                     spent = {name: amount - before[name] for name, amount in spent.items()}
                 self.pool.release(grant, spent)
             if already_spent is None and _starved(usage, result.get("stopped_by")):
+                if usage is not None:
+                    self.starved_spend[item.id] = _amounts(usage)
                 return False
-        await self._answered(item, result, usage, started)
+        await self._answered(item, result, usage, started, grant)
         return True
 
     # -- the router under a total budget: estimate a window, allocate, run --------------------
@@ -915,17 +1446,28 @@ class _Batch:
             await self._run_window(window)
 
     async def _bounded(self, coroutines: Iterable[Awaitable[Any]]) -> list[Any]:
+        """Run ``coroutines``, at most ``max_concurrency`` at a time; when one raises, the others
+        still finish (and write their records) before the first exception is raised."""
         limit = asyncio.Semaphore(self.max_concurrency)
 
         async def one(coroutine: Awaitable[Any]) -> Any:
             async with limit:
                 return await coroutine
 
-        return await asyncio.gather(*(one(c) for c in coroutines))
+        results = await asyncio.gather(*(one(c) for c in coroutines), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
 
     async def _run_window(self, window: list[BatchItem]) -> None:
         assert self.pool is not None and self.unit is not None and self.target.router is not None
-        probed: list[_Probed] = [p for p in await self._bounded(self._estimate(item) for item in window) if p]
+        first: list[_Probed | None] = []
+        if self.canary:  # the first item's probe alone: a configuration error stops the run here
+            first = [await self._estimate(window[0])]
+            self.canary = False
+        rest = await self._bounded(self._estimate(item) for item in window[len(first) :])
+        probed: list[_Probed] = [p for p in [*first, *rest] if p]
         left = max(0.0, self.pool.left(_UNIT_FIELD[self.unit]))
         share = left if self.pending is None else left * len(window) / max(self.pending, len(window))
         if self.pending is not None:
@@ -950,18 +1492,25 @@ class _Batch:
 
         async def attempt(grant: _Grant) -> bool:
             ledger = Ledger(budget=self._item_budget(grant))
+            tally = _ItemSpend()
+            token = _ITEM_SPEND.set(tally)
             try:
                 estimate = await router.estimator.estimate(router.ctx, state, ledger)
             except Exception as exc:
-                pool.release(grant, None)
-                self._fail(item, _error_text(exc), grant.amounts)
+                _ITEM_SPEND.reset(token)
+                # The probe's ledger is ours: what it booked before the exception is what it spent.
+                spent = ledger.total if not self.target.tapped else tally.ledger.total
+                self._failed(item, exc, grant, spent, tally)
                 return True
             except BaseException:
-                pool.release(grant, None)
+                _ITEM_SPEND.reset(token)
+                pool.release(grant, _amounts(ledger.total))
                 raise
+            _ITEM_SPEND.reset(token)
             snapshot = ledger.snapshot()
             pool.release(grant, _amounts(snapshot.total))
             if _starved(snapshot.total, snapshot.stopped_by):
+                self.starved_spend[item.id] = _amounts(snapshot.total)
                 return False
             probed.append(_Probed(item, replace(estimate, spent=snapshot), snapshot.total, started))
             return True
@@ -987,7 +1536,7 @@ class _Batch:
             per_left = want[unit_field]
             want[unit_field] = cost if per_left is None else min(cost, per_left)
             if all(value is None or value > 0 for value in want.values()):
-                grant = await self.pool.acquire(want)
+                grant = await self._acquire(probed.item, want)
         if grant is None:  # nothing beyond the probe: the router answers from the probe samples
             budget = _make_budget({unit_field: max(probe[unit_field], 1 if unit_field in _INTEGER else 1e-12)})
         else:
@@ -1057,15 +1606,31 @@ async def run_batch(
     ``gateway`` and ``base_dir``), a :class:`~ttc_agents.graphs.router.Router`, or any compiled graph.
     ``per_item_budget`` and ``total_budget`` default to the workflow's ``budget`` and
     ``batch_budget``. ``resume`` skips ids already recorded in ``out`` (``retry_errors`` redoes error
-    records); without it ``out`` is overwritten. ``strict`` fails on the first bad input line
-    instead of writing an error record. See the module docstring for the record format, the budget
-    rules and the resume guarantee.
+    records); without it ``out`` is overwritten (once the run writes its first record). ``strict``
+    fails on the first bad input line instead of writing an error record. A workflow is checked
+    first (:func:`preflight`). Raises :class:`BatchConfigError` (and other errors of the input, OUT
+    or the configuration) before anything is written, :class:`BatchAborted` when the run stopped
+    after it started. See the module docstring for the record format, the budget rules and the
+    resume guarantee.
     """
     if isinstance(items, str | bytes):
         raise TypeError("pass a JSONL file as a Path (a plain string would be read as characters)")
+    resolved = _resolve(target, gateway, base_dir)
+    check: Callable[[], None] | None = None
+    if isinstance(target, Workflow):
+        workflow = target
+
+        def check() -> None:
+            preflight(
+                workflow,
+                gateway=gateway,
+                per_item_budget=per_item_budget if per_item_budget is not None else resolved.per_item,
+                total_budget=total_budget if total_budget is not None else resolved.total,
+            )
+
     return await run_batch_target(
         items,
-        _resolve(target, gateway, base_dir),
+        resolved,
         out=out,
         max_concurrency=max_concurrency,
         per_item_budget=per_item_budget,
@@ -1075,7 +1640,29 @@ async def run_batch(
         retry_errors=retry_errors,
         strict=strict,
         policy_window=policy_window,
+        check=check,
     )
+
+
+class _FileSink:
+    """Writes each record to OUT as one line; with ``resume=False`` OUT (and the journal's account
+    of earlier runs) is emptied just before the first record, so that a failed start loses nothing."""
+
+    def __init__(self, file: IO[bytes], journal: _Journal | None, *, start_over: bool) -> None:
+        self.write = _file_sink(file, start_over=self.start_over if start_over else None)
+        self.file = file
+        self.journal = journal
+        self.emptied = not start_over
+
+    def start_over(self) -> None:
+        if not self.emptied:
+            self.emptied = True
+            self.file.truncate(0)
+            if self.journal is not None:
+                self.journal.reset()
+
+    def __call__(self, line: int, record: BatchRecord) -> None:
+        self.write(line, record)
 
 
 async def run_batch_target(
@@ -1091,43 +1678,77 @@ async def run_batch_target(
     retry_errors: bool = False,
     strict: bool = False,
     policy_window: int = 256,
+    check: Callable[[], None] | None = None,
+    canary: bool = True,
 ) -> BatchSummary:
     """:func:`run_batch` for a target that is already resolved (another engine's stand-in graph and
     router, for instance): the same input, output, budget and resume rules, with this process as the
-    one writer of ``out``."""
+    one writer of ``out``. ``check`` runs after the input and OUT are validated, before anything
+    runs (a configuration check such as :func:`preflight`); ``canary`` (a tapped target: a
+    workflow :func:`run_batch` built): the first item runs alone until its model answers a call,
+    and an error every item would hit (HTTP 401, 403, 404) stops the run with
+    :class:`BatchConfigError` before the others start."""
     if isinstance(items, str | bytes):
         raise TypeError("pass a JSONL file as a Path (a plain string would be read as characters)")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    if policy_window < 1:
+        raise ValueError(f"policy_window must be at least 1, got {policy_window}")
     out_path = Path(out)
     where = "line" if isinstance(items, os.PathLike) else "item"
     started = time.perf_counter()
+    if isinstance(items, os.PathLike):
+        with open(items, "rb"):  # a missing or unreadable input fails here, before OUT is touched
+            pass
+    per_item = per_item_budget if per_item_budget is not None else resolved.per_item
+    total = total_budget if total_budget is not None else resolved.total
     with open(out_path, "ab") as file:  # O_APPEND: every write lands at the end, even after the cut below
         _lock(file, out_path)
-        if resume:
-            previous = _scan_output(out_path, retry_errors=retry_errors)
-        else:
-            previous = _Previous()
-            file.truncate(0)
+        previous = _scan_output(out_path, retry_errors=retry_errors) if resume else _Previous()
         counted = _count_pending(items, previous.done, strict=strict, where=where)
+        if check is not None:
+            check()
+        journal: _Journal | None = None
+        carried: dict[str, float] = {}
+        if total is not None and not total.unlimited:
+            journal = _Journal(journal_path(out_path))
+            earlier = _Journal.read(journal.path)
+            carried = earlier if resume else {}
+            journal.begin(earlier)  # resume=False: the earlier account stays until OUT is emptied
+        sink = _FileSink(file, journal, start_over=not resume)
         summary = BatchSummary(
             out=str(out_path), usage_before=previous.usage, graded=previous.graded, correct=previous.correct
         )
-        batch = _Batch(
-            resolved,
-            _file_sink(file),
-            max_concurrency=max_concurrency,
-            per_item=per_item_budget if per_item_budget is not None else resolved.per_item,
-            total=total_budget if total_budget is not None else resolved.total,
-            previous=previous,
-            strict=strict,
-            expected=None if counted is None else counted[0],
-            policy_window=policy_window,
-            summary=summary,
-        )
         try:
-            total = None if counted is None else sum(counted)
-            await batch.run(_entries(items), where=where, progress=progress, progress_total=total)
+            batch = _Batch(
+                resolved,
+                sink,
+                max_concurrency=max_concurrency,
+                per_item=per_item,
+                total=total,
+                previous=previous,
+                strict=strict,
+                expected=None if counted is None else counted[0],
+                policy_window=policy_window,
+                summary=summary,
+                journal=journal,
+                carried=carried,
+                canary=canary and resolved.tapped,
+            )
+            progress_total = None if counted is None else sum(counted)
+            await batch.run(_entries(items), where=where, progress=progress, progress_total=progress_total)
+            sink.start_over()  # resume=False and nothing to write: OUT is still emptied, as asked
+        except (BatchConfigError, BatchInputError):
+            raise
+        except Exception as exc:
+            raise BatchAborted(
+                f"the batch stopped: {_error_text(exc)} (the {summary.written} records written to {out_path} "
+                "are kept; run the same command again to resume)"
+            ) from exc
         finally:
             summary.seconds = time.perf_counter() - started
+            if journal is not None:
+                journal.close()
     return summary
 
 

@@ -65,6 +65,7 @@ from ttc_agents.integrations.batch import (
     BatchSummary,
     BatchTarget,
     RoutedTarget,
+    preflight,
     run_batch_target,
 )
 
@@ -307,7 +308,13 @@ async def run_batch_ray(
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    # Validate on the driver, before any cluster starts: the workflow builds, its policy loads.
+    # Validate on the driver, before any cluster starts: the workflow builds, its policy loads, its
+    # models have providers (and prices, under a USD budget).
+    preflight(
+        workflow,
+        per_item_budget=per_item_budget if per_item_budget is not None else workflow.budget,
+        total_budget=total_budget if total_budget is not None else workflow.batch_budget,
+    )
     router = workflow.router(base_dir=base_dir) if workflow.policy is not None else None
     if router is None:
         workflow.build(base_dir=base_dir)

@@ -386,15 +386,17 @@ def test_cli_batch_prints_a_summary(tmp_path: Path, config: Path, capsys: pytest
     source = write_jsonl(tmp_path / "in.jsonl", [*arithmetic_rows(6), "{oops"])
     out = tmp_path / "out.jsonl"
     argv = ["batch", str(source), str(out), "--workflow", "bon", "--config", str(config), "--no-progress"]
-    assert main([*argv, "--total-samples", "40", "--max-samples", "8"]) == 0
+    assert main([*argv, "--total-samples", "40", "--max-samples", "8"]) == 1  # error records: exit 1
     text = capsys.readouterr().out
     assert "7 items done: 5 answered, 2 errors (1 batch budget exhausted, 1 bad input lines)" in text
     assert "accuracy:" in text and "spend: 40 samples" in text
-    assert main([*argv, "--json"]) == 0
+    assert main([*argv, "--json"]) == 1  # nothing new, but two items of IN still have error records
     summary = json.loads(capsys.readouterr().out)
-    assert summary["skipped"] == 7 and summary["answered"] == 0
-    assert main([*argv, "--strict", "--no-resume"]) == 1
+    assert summary["skipped"] == 7 and summary["answered"] == 0 and summary["errors_before"] == 2
+    kept = out.read_bytes()
+    assert main([*argv, "--strict", "--no-resume"]) == 2  # a bad line before anything ran
     assert "ttc batch: error: line 7: invalid JSON" in capsys.readouterr().err
+    assert out.read_bytes() == kept
 
 
 @pytest.mark.slow

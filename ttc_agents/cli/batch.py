@@ -9,6 +9,8 @@ and ``batch_budget`` field by field.
 ``--engine ray`` runs the items on a Ray cluster (``--address``; the ``ray`` extra) with the same
 records, budgets and resume; this process stays the one writer of OUT (see
 :mod:`ttc_agents.integrations.ray_engine`).
+
+Exit status (also in ``ttc batch --help``): see :data:`EXIT_STATUS`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,30 @@ from ttc_agents._budget import Budget
 if TYPE_CHECKING:
     from ttc_agents.integrations.batch import BatchSummary
 
-__all__ = ["register"]
+__all__ = ["EXIT_STATUS", "register"]
+
+EXIT_STATUS = """exit status:
+  0  every item of IN has an answer in OUT
+  1  the run finished, and some items of IN have an error record (written by this run, or by an
+     earlier one and skipped: --retry-errors runs them again)
+  2  a usage or configuration error found before the batch fanned out (a missing IN, a bad line
+     with --strict, OUT not a batch file or in use, an unknown provider, a USD budget without a
+     price, a workflow that does not validate, or the first item failing with HTTP 401/403/404):
+     OUT is unchanged
+  3  the run stopped on an error of its own after it started (OUT could not be written): the
+     records in OUT are kept, and the same command resumes
+  130  interrupted (Ctrl-C): the running items finished and wrote their records"""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "batch", help="answer a JSONL file of questions with a workflow; streamed, resumable, under one budget"
+        "batch",
+        help="answer a JSONL file of questions with a workflow; streamed, resumable, under one budget",
+        description="Answer every line of IN with a workflow; one JSON record per item is appended to OUT as it "
+        "finishes. Run the same command again to resume after a crash or kill -9. A total budget "
+        "(--total-*) holds across restarts (OUT.journal records the grants in flight).",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="IN.jsonl", help="questions: one JSON object per line")
     parser.add_argument("output", metavar="OUT.jsonl", help="results: one JSON record per line (appended)")
@@ -75,6 +95,29 @@ def _merged(base: Budget | None, **limits: float | None) -> Budget | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; returns the exit status of :data:`EXIT_STATUS`."""
+    import sys
+
+    from ttc_agents.integrations.batch import BatchAborted
+
+    try:
+        summary = _run(args)
+    except BatchAborted as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"ttc batch: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 3
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"ttc batch: error: {message}", file=sys.stderr)
+        return 2
+    _report(args, summary)
+    return 1 if summary.failed else 0
+
+
+def _run(args: argparse.Namespace) -> BatchSummary:
     from dataclasses import replace
     from pathlib import Path
 
@@ -123,8 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 base_dir=Path(args.config).parent,
             )
         )
-        _report(args, summary)
-        return 0
+        return summary
     gateway = get_default_gateway()
     if args.record:
         from ttc_agents._store import ResponseStore
@@ -147,8 +189,7 @@ def run(args: argparse.Namespace) -> int:
             base_dir=Path(args.config).parent,
         )
     )
-    _report(args, summary)
-    return 0
+    return summary
 
 
 def _report(args: argparse.Namespace, summary: BatchSummary) -> None:
@@ -162,9 +203,11 @@ def _report(args: argparse.Namespace, summary: BatchSummary) -> None:
     if summary.bad_input:
         details.append(f"{summary.bad_input} bad input lines")
     errors = f"{summary.errors} errors" + (f" ({', '.join(details)})" if details else "")
+    skipped = f"{summary.skipped} skipped as already done"
+    if summary.errors_before:
+        skipped += f" ({summary.errors_before} of them error records: --retry-errors runs them again)"
     lines: list[str] = [
-        f"{summary.written} items done: {summary.answered} answered, {errors}; "
-        f"{summary.skipped} skipped as already done",
+        f"{summary.written} items done: {summary.answered} answered, {errors}; {skipped}",
         f"spend: {usage.samples} samples, {usage.calls} calls, {usage.total_tokens} tokens, ${usage.usd:.6f}",
     ]
     if summary.usage_before.calls:
