@@ -12,7 +12,6 @@ by majority over every attempt of every chain.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal
@@ -22,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from ttc_agents._budget import Budget, Ledger
 from ttc_agents._candidates import Candidate, select_answer, select_hierarchical
-from ttc_agents._gateway import Gateway
+from ttc_agents._gateway import Gateway, gather_or_cancel
 from ttc_agents._models import ModelSpec
 from ttc_agents._search import (
     SearchContext,
@@ -98,7 +97,7 @@ def build_revision_graph(
             )
             return [replace(c, chain=chain) for c in samples]
 
-        results = await asyncio.gather(*(next_attempt(chain) for chain in chains))
+        results = await gather_or_cancel(*(next_attempt(chain) for chain in chains))  # a failure cancels the others
         fresh = [c for result in results for c in result]
         return {"fresh": fresh, "round": attempt + 1, "ledger": ledger.snapshot()}
 

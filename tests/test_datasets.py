@@ -235,3 +235,62 @@ async def test_arithmetic_levels_are_graded_in_difficulty_on_scripted_arith() ->
     assert accuracy[1] > 0.8
     assert accuracy[1] > accuracy[3] > accuracy[5]
     assert accuracy[5] < 0.4
+
+
+# --- line boundaries: \n only -----------------------------------------------------------------------
+
+UNICODE_BREAKS = ("\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x0b", "\x0c")
+"""Characters str.splitlines() ends a line at, which JSON allows inside a string (or which are not JSON
+at all, outside one): none of them ends a JSONL record."""
+
+
+@pytest.mark.parametrize("char", UNICODE_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_a_unicode_line_boundary_inside_a_string_does_not_split_the_record(tmp_path: Path, char: str) -> None:
+    from ttc_agents._datasets import load_gsm8k, load_math500
+
+    question = f"What is{char}2 + 3?"
+    rows = {
+        "generic": {"question": question, "answer": "5"},
+        "gsm8k": {"question": question, "answer": "2 + 3 = 5\n#### 5"},
+        "math500": {"problem": question, "answer": "5", "level": 1},
+    }
+    for kind, row in rows.items():
+        text = json.dumps(row, ensure_ascii=False)
+        if char < " ":  # a raw control character is not JSON: the writer escapes it
+            text = json.dumps(row)
+        path = write_lines(tmp_path / f"{kind}.jsonl", [text, json.dumps({**row, "id": "second"})])
+        loader = {"generic": load_jsonl, "gsm8k": load_gsm8k, "math500": load_math500}[kind]
+        problems = loader(path)
+        assert [p.question for p in problems] == [question, question], kind
+
+
+@pytest.mark.parametrize("char", UNICODE_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_bad_lines_are_numbered_as_the_file_numbers_them(tmp_path: Path, char: str) -> None:
+    good = json.dumps({"question": "What is 1 + 1?", "answer": "2"})
+    path = tmp_path / "set.jsonl"
+    path.write_text(f"{good}\n{char}:\n{good}\n", encoding="utf-8")  # line 2 is not JSON
+    with pytest.raises(DatasetError, match=rf"^{path}:2: invalid JSON"):
+        load_jsonl(path)
+
+
+def test_crlf_files_load_and_the_carriage_return_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(b'{"question": "What is 1 + 1?", "answer": "2"}\r\n\r\n{"question": "q2", "answer": "3"}\r\n')
+    assert [p.id for p in load_jsonl(path)] == ["crlf:1", "crlf:3"]
+
+
+def test_one_jsonl_line_splitter() -> None:
+    from ttc_agents._datasets import jsonl_lines
+
+    assert list(jsonl_lines("a\u2028b\r\nc\x1ed\n")) == [(1, "a\u2028b"), (2, "c\x1ed"), (3, "")]
+
+
+def test_the_dataset_modules_do_not_import_each_other_in_a_cycle() -> None:
+    import ast
+    import inspect
+
+    import ttc_agents._datasets as datasets
+
+    tree = ast.parse(inspect.getsource(datasets))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "ttc_agents._loaders" not in imported

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -153,3 +154,147 @@ async def test_time_budget_caps_a_hanging_call_and_names_the_limit(server: FakeO
     batch = await Gateway(retry=FAST_RETRIES).sample(spec(server, timeout=20.0), MESSAGES, 2, ledger=ledger)
     assert batch.samples == () and batch.stopped_by == "max_seconds"
     assert ledger.total.samples == 0 and ledger.total.failed_calls == 1
+
+
+# --- what is sent is what is bounded ----------------------------------------------------------------
+
+
+def test_the_prompt_bound_counts_every_key_of_a_message() -> None:
+    """A context message's other keys are sent too: a 1 MB ``name`` is 1 MB of prompt."""
+    plain = [{"role": "user", "content": "hi"}]
+    named = [{"role": "user", "content": "hi", "name": "n" * 1_000_000}]
+    assert prompt_token_bound(named) >= 1_000_000 + prompt_token_bound(plain)
+    parts = [{"role": "user", "content": [{"type": "text", "text": "é" * 1000}]}]
+    assert prompt_token_bound(parts) >= 2000  # content parts, in UTF-8 bytes
+    assert prompt_token_bound([{"role": "user", "content": "\ud800"}]) > 0  # a lone surrogate is no crash
+
+
+async def test_a_huge_name_field_is_refused_under_a_small_token_budget(server: FakeOpenAIServer) -> None:
+    messages = [{"role": "system", "content": "Be brief.", "name": "x" * 1_000_000}, *MESSAGES]
+    ledger = Ledger(Budget(max_tokens=1500))
+    batch = await Gateway(retry=FAST_RETRIES).sample(spec(server), messages, 1, ledger=ledger, max_tokens=16)
+    assert batch.samples == () and batch.stopped_by == "max_tokens"
+    assert server.request_count == 0
+
+
+# --- a server that ignores max_tokens ----------------------------------------------------------------
+
+
+class IgnoresMaxTokens(FakeOpenAIServer):
+    """Answers with its fixed completion length whatever ``max_tokens`` says."""
+
+    def _payload(self, body: Any, chat: bool, reply: Any) -> Any:
+        reply.max_tokens = None
+        return super()._payload(body, chat, reply)
+
+
+async def test_completion_tokens_above_max_tokens_are_booked_flagged_and_stop_the_run() -> None:
+    with IgnoresMaxTokens(FakeServerConfig(completion_tokens=40)) as server:
+        ledger = Ledger(Budget(max_tokens=10_000))
+        gateway = Gateway(retry=FAST_RETRIES)
+        batch = await gateway.sample(spec(server), MESSAGES, 2, ledger=ledger, max_tokens=8)
+        assert len(batch.samples) == 2  # the answers are real, and so is their bill
+        assert ledger.total.completion_tokens == server.billed.completion_tokens == 80
+        assert ledger.overrun_tokens == 80 - 2 * 8
+        assert ledger.stopped_by == "server_ignored_max_tokens"
+        snapshot = ledger.snapshot()
+        assert snapshot.overrun_tokens == 64 and snapshot.as_dict()["overrun_tokens"] == 64
+        assert Ledger.resume(snapshot).overrun_tokens == 64
+        again = await gateway.sample(spec(server), MESSAGES, 2, ledger=ledger, max_tokens=8)
+        assert again.samples == () and again.stopped_by == "server_ignored_max_tokens"
+        assert server.request_count == 1
+
+
+async def test_a_graph_stops_when_the_server_ignores_max_tokens() -> None:
+    from ttc_agents import RevisionSpec, build_strategy_graph
+
+    with IgnoresMaxTokens(FakeServerConfig(completion_tokens=40)) as server:
+        model = spec(server, max_tokens=8)
+        graph = build_strategy_graph(RevisionSpec(attempts=4, chains=1, seed=0), model=model, gateway=Gateway())
+        result = await graph.ainvoke({"question": "What is 2 + 2?"})
+        assert result["stopped_by"] == "server_ignored_max_tokens"
+        assert result["ledger"].overrun_tokens > 0 and server.request_count == 1
+
+
+# --- timed-out and cancelled attempts ---------------------------------------------------------------
+
+
+async def test_a_timed_out_attempt_is_booked_at_its_worst_case(server: FakeOpenAIServer) -> None:
+    server.add_faults(Fault.hang(3.0))
+    ledger = Ledger()
+    batch = await Gateway(retry=FAST_RETRIES).sample(
+        spec(server, timeout=0.3), MESSAGES, 2, ledger=ledger, max_tokens=20
+    )
+    assert len(batch.samples) == 2 and server.request_count == 2
+    worst_case = prompt_token_bound(MESSAGES) + 2 * 20
+    total = ledger.total
+    assert total.unconfirmed_tokens == worst_case
+    assert total.charged_tokens == total.total_tokens + worst_case
+    assert total.failed_calls == 1 and total.calls == 1
+
+
+async def test_a_timed_out_attempt_uses_up_the_budget_it_reserved(server: FakeOpenAIServer) -> None:
+    """Room for one attempt's worst case only: after a timeout, no retry can be paid for."""
+    server.add_faults(Fault.hang(3.0))
+    worst_case = prompt_token_bound(MESSAGES) + 20
+    ledger = Ledger(Budget(max_tokens=worst_case + 10))
+    batch = await Gateway(retry=FAST_RETRIES).sample(
+        spec(server, timeout=0.3), MESSAGES, 1, ledger=ledger, max_tokens=20
+    )
+    assert batch.samples == () and batch.stopped_by == "max_tokens"
+    assert server.request_count == 1
+    assert ledger.total.charged_tokens == worst_case <= ledger.budget.max_tokens  # type: ignore[operator]
+
+
+async def test_one_failing_top_up_cancels_its_siblings_which_are_booked_at_worst_case() -> None:
+    from ttc_agents._budget import ledger_snapshot_of
+
+    config = FakeServerConfig(honour_n=False, completion_tokens=5)
+    with FakeOpenAIServer(config) as server:
+        # The first request answers; of the two top-ups, one gets a 400 and the other hangs.
+        server.add_faults(Fault.truncated(5), Fault.bad_request(), Fault.hang(3.0))
+        ledger = Ledger()
+        with pytest.raises(litellm.BadRequestError) as info:
+            await Gateway(retry=FAST_RETRIES).sample(spec(server, timeout=10.0), MESSAGES, 3, ledger=ledger, seed=1)
+        total = ledger.total
+        assert server.request_count == 3
+        assert total.calls == 1 and total.failed_calls == 2
+        # The hanging call was cancelled (not awaited for its 3 s) and its worst case booked before the
+        # exception reached the caller, which carries the same ledger.
+        assert total.unconfirmed_tokens == prompt_token_bound(MESSAGES) + int(spec(server).max_tokens)
+        carried = ledger_snapshot_of(info.value)
+        assert carried is not None and carried.total == total
+
+
+async def test_an_exception_out_of_a_graph_carries_the_spend_before_it(server: FakeOpenAIServer) -> None:
+    from ttc_agents import RevisionSpec, build_strategy_graph
+    from ttc_agents._budget import ledger_snapshot_of
+
+    server.add_faults(Fault.truncated(3), Fault.http_error(401))
+    graph = build_strategy_graph(RevisionSpec(attempts=3, chains=1, seed=0), model=spec(server), gateway=Gateway())
+    with pytest.raises(litellm.AuthenticationError) as info:
+        await graph.ainvoke({"question": "What is 2 + 2?"})
+    carried = ledger_snapshot_of(info.value)
+    assert carried is not None
+    assert carried.total.calls == 1 and carried.total.failed_calls == 1
+    assert carried.total.completion_tokens == server.billed.completion_tokens > 0
+
+
+# --- the record store tells servers apart -----------------------------------------------------------
+
+
+async def test_recordings_of_one_server_do_not_answer_another(tmp_path: Any) -> None:
+    from ttc_agents._store import ResponseStore
+
+    with (
+        FakeOpenAIServer(FakeServerConfig(text="one")) as first,
+        FakeOpenAIServer(FakeServerConfig(text="two")) as second,
+    ):
+        async with ResponseStore(tmp_path / "store.sqlite") as store:
+            gateway = Gateway(retry=FAST_RETRIES, store=store)
+            recorded = await gateway.sample(spec(first), MESSAGES, 1, seed=3)
+            other = await gateway.sample(spec(second), MESSAGES, 1, seed=3)
+            replayed = await gateway.sample(spec(first), MESSAGES, 1, seed=3)
+        assert recorded.texts == ["one"] and other.texts == ["two"] and replayed.texts == ["one"]
+        assert first.request_count == 1 and second.request_count == 1
+        assert replayed.usage.replayed == 1

@@ -100,6 +100,17 @@ def test_request_key_ignores_non_sampling_params(extra: dict[str, Any]) -> None:
     assert ResponseStore.request_key("openai/m", MESSAGES, {**PARAMS, **extra}) == base
 
 
+def test_request_key_tells_servers_apart_and_keeps_keys_without_one() -> None:
+    """Two servers serving the same model name give different samples: the server is in the key. A
+    request without an api_base keeps the key it always had (the pinned one), so those recordings replay."""
+    base = ResponseStore.request_key("openai/m", MESSAGES, PARAMS)
+    assert ResponseStore.request_key("openai/m", MESSAGES, PARAMS, api_base=None) == base
+    first = ResponseStore.request_key("openai/m", MESSAGES, PARAMS, api_base="http://127.0.0.1:1234/v1")
+    second = ResponseStore.request_key("openai/m", MESSAGES, PARAMS, api_base="http://127.0.0.1:5678/v1")
+    assert len({base, first, second}) == 3
+    assert ResponseStore.request_key("openai/m", MESSAGES, PARAMS, api_base="http://127.0.0.1:1234/v1/") == first
+
+
 def test_request_key_accepts_pydantic_messages() -> None:
     pydantic = pytest.importorskip("pydantic")
 

@@ -27,8 +27,10 @@ cancelled when one fails (:func:`gather_or_cancel`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -222,6 +224,7 @@ class Gateway:
     _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
     _groups: RouterGroups = field(default_factory=RouterGroups)
+    _prompt_sizes: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     async def sample(
         self,
@@ -285,16 +288,28 @@ class Gateway:
             if replayed is not None:
                 return replayed
         results: list[_CallResult] = []
-        if spec.supports_n or k == 1:
+        honours_n = spec.supports_n or k == 1
+        base = seed if seed is not None else random.randrange(2**31)
+        if honours_n:
             first = await self._call(spec, messages, k, seed, request, ledger, node)
             if first is None:
                 return [], Usage()
             results.append(first)
+            honours_n = len(first.samples) >= first.granted
         have = sum(len(r.samples) for r in results)
-        if have < k:
-            base = seed if seed is not None else random.randrange(2**31)
-            calls = [self._call(spec, messages, 1, base + i, request, ledger, node) for i in range(have, k)]
-            results.extend(r for r in await gather_or_cancel(*calls) if r is not None)
+        # Waves until k: the budget may have granted fewer than asked while the worst case was held;
+        # once settled, what calls really used leaves room for more. A server that honours n gets one
+        # request per wave; one that does not, parallel single-sample calls.
+        while have < k and not ledger.overrun_tokens:
+            if honours_n:
+                wave = [self._call(spec, messages, k - have, base + have, request, ledger, node)]
+            else:
+                wave = [self._call(spec, messages, 1, base + i, request, ledger, node) for i in range(have, k)]
+            fresh = [r for r in await gather_or_cancel(*wave) if r is not None and r.samples]
+            if not fresh:
+                break
+            results.extend(fresh)
+            have = sum(len(r.samples) for r in results)
         samples = [s for r in results for s in r.samples]
         if store_key is not None and samples:
             await self._record(store_key, results, spec.name)
@@ -328,7 +343,7 @@ class Gateway:
             attempt += 1
             reservation = ledger.reserve(
                 n,
-                prompt_tokens=prompt_token_bound(messages),
+                prompt_tokens=self._prompt_size(spec, messages),
                 max_completion_tokens=max_tokens,
                 usd_per_prompt_token=in_price,
                 usd_per_completion_token=out_price,
@@ -376,12 +391,29 @@ class Gateway:
             usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
             ledger.settle(reservation, usage, node=node, model=book_as)
             self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
+            self._remember_prompt_size(spec, messages, prompt_tokens)
             want_logprobs = "logprobs" in kwargs
             samples = [
                 Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
                 for c in choices
             ]
-            return _CallResult(samples, usage)
+            return _CallResult(samples, usage, granted=reservation.n)
+
+    def _prompt_size(self, spec: ModelSpec, messages: Sequence[Message]) -> int:
+        """The prompt size a reservation holds: the byte bound, or the count the same model's server
+        reported for these very messages (an exact count: same model, same messages, same tokens)."""
+        bound = prompt_token_bound(messages)
+        known = self._prompt_sizes.get(_prompt_key(spec, messages))
+        return bound if known is None else min(bound, known)
+
+    def _remember_prompt_size(self, spec: ModelSpec, messages: Sequence[Message], prompt_tokens: int) -> None:
+        if prompt_tokens <= 0:
+            return
+        key = _prompt_key(spec, messages)
+        self._prompt_sizes[key] = prompt_tokens
+        self._prompt_sizes.move_to_end(key)
+        while len(self._prompt_sizes) > _PROMPT_SIZES_KEPT:
+            self._prompt_sizes.popitem(last=False)
 
     @staticmethod
     def _close_unanswered(ledger: Ledger, reservation: Reservation, tries: _Tries, spec: ModelSpec, node: str) -> None:
@@ -498,8 +530,9 @@ class Gateway:
                         if (ledger.seconds_left() or 1.0) <= 0:
                             raise _BudgetTimeout from exc
                         raise _ClientTimeout(exc) from exc
-                    tries.in_flight = False  # an error answer: the provider billed nothing
-                    raise
+                    if isinstance(exc, Exception):  # an error answer: the provider billed nothing
+                        tries.in_flight = False
+                    raise  # cancelled in flight: the caller books the worst case
                 return response
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
@@ -610,6 +643,16 @@ class Gateway:
 class _CallResult:
     samples: list[Sample]
     usage: Usage
+    granted: int = 0
+    """The ``n`` the budget granted (a server that ignores ``n`` answers fewer)."""
+
+
+_PROMPT_SIZES_KEPT = 4096
+
+
+def _prompt_key(spec: ModelSpec, messages: Sequence[Message]) -> str:
+    text = json.dumps([spec.name, spec.api_base, list(messages)], sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)

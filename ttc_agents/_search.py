@@ -8,7 +8,6 @@ immutable snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from pydantic import BaseModel
 from ttc_agents._answers import extract_answer, split_steps
 from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerSnapshot
 from ttc_agents._candidates import Aggregation, Candidate, Selection
-from ttc_agents._gateway import Gateway, Message, Sample, get_default_gateway
+from ttc_agents._gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
 from ttc_agents._models import ModelSpec
 from ttc_agents._specs import TreeSearchSpec
 from ttc_agents.prompts import render_prompt
@@ -222,7 +221,7 @@ async def extend_by_one_step(
             out.append(replace(prefix, steps=steps, finished=finished, answer=answer, step_scores=(), score=None))
         return out
 
-    groups = await asyncio.gather(*(extend(p) for p in prefixes))
+    groups = await gather_or_cancel(*(extend(p) for p in prefixes))  # one failure cancels the siblings
     return [c for group in groups for c in group]
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ttc_agents._budget import Ledger
-from ttc_agents._gateway import Gateway, Sample, get_default_gateway
+from ttc_agents._gateway import Gateway, Sample, gather_or_cancel, get_default_gateway
 from ttc_agents._models import ModelSpec
 from ttc_agents.prompts import render_prompt
 
@@ -242,13 +242,8 @@ class _LLMJudge:
                     return None
                 return judge_probability(batch.samples[0])
 
-        tasks = [asyncio.ensure_future(judge(unit)) for unit in units]
-        try:
-            results = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            raise
+        # One failure cancels the other judgements, and is raised once they have booked their spend.
+        results = await gather_or_cancel(*(judge(unit) for unit in units))
         judged: dict[Unit, float] = {}
         for unit, value in zip(units, results, strict=True):
             if value is not None:
@@ -280,9 +275,7 @@ class LLMJudgePRM(_LLMJudge):
         return [tuple(steps[: i + 1]) for i in range(len(steps))]
 
     def _render(self, question: str, unit: Unit) -> str:
-        return str(
-            render_prompt(self._prompt_name, self._overrides, question=question, steps="\n".join(unit))
-        )
+        return str(render_prompt(self._prompt_name, self._overrides, question=question, steps="\n".join(unit)))
 
     def _expand(self, steps: Sequence[str], unit_scores: list[float]) -> list[float]:
         return unit_scores
