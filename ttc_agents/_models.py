@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import (
@@ -12,12 +13,62 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
 from ttc_agents._router_group import RouterGroup
 
-__all__ = ["ModelSpec"]
+__all__ = ["DEPLOYMENT_PARAMS", "SAMPLING_PARAMS", "ModelSpec", "check_sampling_params", "sampling_params"]
+
+SAMPLING_PARAMS: frozenset[str] = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "typical_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "stop",
+        "seed",
+        "response_format",
+        "reasoning_effort",
+        "thinking",
+        "chat_template_kwargs",
+    }
+)
+"""What ``ModelSpec.extra_params`` may hold: parameters that change how the configured model samples.
+
+Nothing that changes where a request goes (``api_base``, ``base_url``, ``custom_llm_provider``,
+``extra_body``), who else hears about it (``success_callback``, ``callbacks``, ``logger_fn``,
+``metadata``, ``langsmith_*``), what it carries besides the prompt (``headers``, ``extra_headers``,
+``user``), or what the ledger counts (``n``, ``max_tokens``, ``max_completion_tokens``, ``logprobs``,
+``mock_response``, retries): those are the operator's code or ModelSpec's own fields, not config."""
+
+DEPLOYMENT_PARAMS: frozenset[str] = SAMPLING_PARAMS | {"timeout", "stream_timeout", "max_retries", "api_version"}
+"""What a router-group deployment's ``litellm_params`` may hold: the sampling parameters plus
+per-deployment timeouts, retries and an Azure ``api_version`` (its host is its ``api_base`` field)."""
+
+
+def check_sampling_params(
+    params: Mapping[str, Any], *, field: str = "extra_params", allowed: frozenset[str] = SAMPLING_PARAMS
+) -> None:
+    """Raise ValueError naming ``field`` and every key of ``params`` outside ``allowed``."""
+    refused = [key for key in params if key not in allowed]
+    if refused:
+        raise ValueError(
+            f"{field}: {'key' if len(refused) == 1 else 'keys'} {', '.join(map(repr, refused))} not allowed "
+            "(only sampling parameters may come from config; callbacks, logging, hosts, headers and metadata "
+            f"are the operator's code); allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def sampling_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The allow-listed sampling parameters of ``params``, anything else dropped (defence in depth)."""
+    return {key: value for key, value in params.items() if key in SAMPLING_PARAMS}
 
 
 class ModelSpec(BaseModel):
@@ -48,12 +99,25 @@ class ModelSpec(BaseModel):
     max_tokens: PositiveInt = Field(default=512, description="completion cap per sample")
     timeout: PositiveFloat = 120.0
     max_concurrency: PositiveInt | None = None
-    extra_params: dict[str, Any] = Field(default_factory=dict)
+    extra_params: dict[str, Any] = Field(
+        default_factory=dict, description="sampling parameters sent with every request (see SAMPLING_PARAMS)"
+    )
     group: RouterGroup | None = Field(default=None, description="deployments behind one LiteLLM Router")
+
+    @field_validator("extra_params")
+    @classmethod
+    def _only_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_sampling_params(value)
+        return value
 
     @model_validator(mode="after")
     def _group_fits(self) -> ModelSpec:
         if self.group is not None:
+            for kind, deployments in (("deployments", self.group.deployments), ("fallbacks", self.group.fallbacks)):
+                for i, deployment in enumerate(deployments):
+                    check_sampling_params(
+                        deployment.litellm_params, field=f"group.{kind}.{i}.litellm_params", allowed=DEPLOYMENT_PARAMS
+                    )
             if self.api_base is not None:
                 raise ValueError("api_base: a model with a `group` has one api_base per deployment, not its own")
             self.group.resolve(self.name, self.api_key)  # ledger ids must be unique

@@ -15,7 +15,10 @@ Each pipeline gets its own bundle and its own budget::
         verifier: arithmetic
         strategy: {strategy: beam_search, n: 8, width: 2}
 
-Errors name the file, the workflow and the field.
+Errors name the file, the workflow and the field. A key given twice in one mapping is an error
+naming the key and both lines (YAML would otherwise keep the last one silently); so is a prompt
+override for a prompt that does not exist or with a placeholder its prompt is not filled with.
+A model's ``extra_params`` may hold sampling parameters only (:data:`~ttc_agents._models.SAMPLING_PARAMS`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ class Workflow(BaseModel):
         if isinstance(value, Mapping):
             return {k: {"name": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
+
+    @field_validator("prompts")
+    @classmethod
+    def _known_prompts(cls, value: dict[str, str]) -> dict[str, str]:
+        from ttc_agents.prompts import check_prompt_overrides
+
+        checked: dict[str, str] = check_prompt_overrides(value)  # a ValueError naming the prompt or placeholder
+        return checked
 
     @field_validator("verifier")
     @classmethod
@@ -134,9 +145,35 @@ class Workflow(BaseModel):
         )
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} (first given at line {first})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (``<<`` merges may be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, line, seen[key])
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader
+    except _DuplicateKey as exc:
+        raise WorkflowConfigError(f"{path}: {exc}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise WorkflowConfigError(f"{path}: {exc}") from exc
     except UnicodeDecodeError as exc:
