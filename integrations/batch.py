@@ -93,9 +93,9 @@ Resume guarantee
 Preflight and failures
     :func:`run_batch` checks a workflow before the batch fans out, without spending: every model
     has a LiteLLM provider (or a resolver prefix such as ``local/``), and a USD budget (per item or
-    total) has a price for every model. Then the first item runs alone: if it fails with an error
-    that every item would hit (HTTP 401, 403 or 404: a bad key, a model the server does not have),
-    the run stops with :class:`BatchConfigError` before any other item starts and writes no record
+    total) has a price for every model. Then the first item runs alone until its model answers a
+    call: if it fails first with an error that every item would hit (HTTP 401, 403 or 404: a bad
+    key, a model the server does not have), the run stops with :class:`BatchConfigError` before any other item starts and writes no record
     for it (its spend, booked in its ledger, stays in the journal and counts against the total).
     ``ttc batch`` exits 0 when every item of IN has an answer, 1 when the run finished and some
     items of IN have an error record (this run's or an earlier one's: ``--retry-errors``), 2 on a
@@ -124,7 +124,16 @@ from typing import IO, Any, Literal, Protocol, Required, TypedDict, cast
 from pydantic import BaseModel
 
 from ttc_agents._answers import answers_equivalent
-from ttc_agents._budget import Budget, Ledger, LedgerSnapshot, Reservation, Usage
+from ttc_agents._budget import (
+    LEDGER_ATTRIBUTE,
+    SERVER_IGNORED_MAX_TOKENS,
+    Budget,
+    Ledger,
+    LedgerSnapshot,
+    Reservation,
+    Usage,
+    ledger_snapshot_of,
+)
 from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator
 from ttc_agents._gateway import Gateway, get_default_gateway
 from ttc_agents._models import ModelSpec
@@ -189,8 +198,9 @@ class BatchAborted(RuntimeError):
 
 
 class MaxTokensIgnored(RuntimeError):
-    """A server sent more completion tokens than ``n x max_tokens``: the item is stopped, since its
-    budget could not be kept (its record says ``max_tokens_ignored``)."""
+    """A server sent more completion tokens than ``n x max_tokens``, and the ledger in use cannot flag
+    it (the gateway's :meth:`~ttc_agents._budget.Ledger.flag_overrun` stops the run instead): the
+    item is stopped, its record says ``max_tokens_ignored``."""
 
 
 class SupportsAInvoke(Protocol):
@@ -861,7 +871,9 @@ _ITEM_SPEND: contextvars.ContextVar[_ItemSpend | None] = contextvars.ContextVar(
 class _TeeLedger:
     """A node's ledger as the gateway sees it during a batch item: everything goes to the node's
     ledger, and what each call spent is booked in the item's ledger too. A call that sent more
-    completion tokens than ``n x max_tokens`` (a server ignoring ``max_tokens``) stops the item."""
+    completion tokens than ``n x max_tokens`` (a server ignoring ``max_tokens``) is flagged in the
+    item's spend; the gateway flags it in the node's ledger, which stops the run (a ledger without
+    :meth:`~ttc_agents._budget.Ledger.flag_overrun`: :class:`MaxTokensIgnored` stops it here)."""
 
     __slots__ = ("_inner", "_item", "_max_tokens")
 
@@ -878,6 +890,8 @@ class _TeeLedger:
         limit = self._max_tokens
         if reservation is not None and limit and usage.completion_tokens > reservation.n * limit:
             self._item.ignored_max_tokens = True
+            if hasattr(self._inner, "flag_overrun"):
+                return  # the gateway flags it right after this: the run stops with its answer so far
             raise MaxTokensIgnored(
                 f"{model} sent {usage.completion_tokens} completion tokens for n={reservation.n} x "
                 f"max_tokens={limit}: the server ignores max_tokens, so the item's budget cannot be kept"
@@ -903,11 +917,17 @@ class _TappedGateway(Gateway):
         **params: Any,
     ) -> Any:
         item = _ITEM_SPEND.get()
-        if item is not None:
-            limit = max_tokens or ModelSpec.of(model).max_tokens
-            inner = ledger if ledger is not None else Ledger()
-            ledger = cast(Ledger, _TeeLedger(inner, item, limit))
-        return await Gateway.sample(self, model, messages, k, ledger=ledger, max_tokens=max_tokens, **params)
+        if item is None:
+            return await Gateway.sample(self, model, messages, k, ledger=ledger, max_tokens=max_tokens, **params)
+        limit = max_tokens or ModelSpec.of(model).max_tokens
+        inner = ledger if ledger is not None else Ledger()
+        tee = cast(Ledger, _TeeLedger(inner, item, limit))
+        try:
+            return await Gateway.sample(self, model, messages, k, ledger=tee, max_tokens=max_tokens, **params)
+        except BaseException as exc:
+            if getattr(exc, LEDGER_ATTRIBUTE, None) is tee:  # the exception carries the node's own ledger
+                setattr(exc, LEDGER_ATTRIBUTE, inner)
+            raise
 
 
 def _tapped(gateway: Gateway | None) -> Gateway:
@@ -921,18 +941,27 @@ def _tapped(gateway: Gateway | None) -> Gateway:
 
 
 def _spend_on_exception(exc: BaseException) -> Usage | None:
-    """The spend an exception carries (``exc.ledger``: a ledger or a snapshot; ``exc.usage``), if any."""
+    """The spend an exception carries (the gateway attaches the run's ledger), if any."""
+    snapshot = ledger_snapshot_of(exc)
+    if snapshot is not None:
+        return snapshot.total
     ledger = getattr(exc, "ledger", None)
-    if isinstance(ledger, Ledger | LedgerSnapshot):
-        return ledger.total
-    usage = getattr(exc, "usage", None)
-    return usage if isinstance(usage, Usage) else None
+    return ledger.total if isinstance(ledger, Ledger | LedgerSnapshot) else None
 
 
 def _ignored_max_tokens(exc: BaseException, item: _ItemSpend | None) -> bool:
     if item is not None and item.ignored_max_tokens:
         return True
-    return isinstance(exc, MaxTokensIgnored) or "MaxTokens" in type(exc).__name__
+    snapshot = ledger_snapshot_of(exc)
+    return isinstance(exc, MaxTokensIgnored) or (snapshot is not None and snapshot.overrun_tokens > 0)
+
+
+def _overran(result: Mapping[str, Any], item: _ItemSpend | None) -> bool:
+    """Whether a server ignored ``max_tokens`` during the item (the run stopped on it)."""
+    if item is not None and item.ignored_max_tokens:
+        return True
+    ledger = result.get("ledger")
+    return result.get("stopped_by") == SERVER_IGNORED_MAX_TOKENS or getattr(ledger, "overrun_tokens", 0) > 0
 
 
 _CONFIG_STATUS = frozenset({401, 403, 404})
@@ -1259,6 +1288,7 @@ class _Batch:
         usage: Usage | None,
         started: float,
         grant: _Grant | None = None,
+        tally: _ItemSpend | None = None,
     ) -> None:
         answer = result.get("answer")
         record: BatchRecord = {
@@ -1271,6 +1301,8 @@ class _Batch:
         }
         if usage is None and grant is not None and self.pool is not None:
             record["charged"] = {k: int(v) if k in _INTEGER else v for k, v in grant.amounts.items()}
+        if _overran(result, tally):
+            record["max_tokens_ignored"] = True
         if result.get("trace") is not None:
             record["trace"] = result["trace"]
         correct: bool | None = None
@@ -1430,7 +1462,7 @@ class _Batch:
                 if usage is not None:
                     self.starved_spend[item.id] = _amounts(usage)
                 return False
-        await self._answered(item, result, usage, started, grant)
+        await self._answered(item, result, usage, started, grant, tally)
         return True
 
     # -- the router under a total budget: estimate a window, allocate, run --------------------

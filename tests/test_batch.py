@@ -15,13 +15,23 @@ from typing import Any
 
 import pytest
 
-from ttc_agents import BestOfNSpec, Budget, LedgerSnapshot, build_strategy_graph
+from ttc_agents import BestOfNSpec, Budget, Gateway, LedgerSnapshot, ModelSpec, RetryPolicy, build_strategy_graph
 from ttc_agents._budget import LedgerEntry, Usage
 from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
 from ttc_agents._specs import BeamSearchSpec
-from ttc_agents._workflow import load_workflow
+from ttc_agents._workflow import Workflow, load_workflow
 from ttc_agents.cli import main
-from ttc_agents.integrations.batch import BatchInputError, BatchItem, BatchOutputError, abatch, read_jsonl, run_batch
+from ttc_agents.integrations.batch import (
+    BatchAborted,
+    BatchInputError,
+    BatchItem,
+    BatchOutputError,
+    abatch,
+    journal_path,
+    read_jsonl,
+    run_batch,
+)
+from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault
 
 MODEL = "scripted/arith"
 
@@ -450,3 +460,269 @@ def test_kill_9_mid_batch_then_the_same_command_finishes_exactly_the_rest(tmp_pa
     assert after.startswith(before)  # what was written before the kill is unchanged
     ids = [r["id"] for r in records(out)]
     assert len(ids) == 200 and sorted(ids) == sorted(f"q{i}" for i in range(200))  # every item exactly once
+
+
+# --- issue 12: nothing lost, failed items charged what they spent, the total holds across kills -------
+
+
+class PlannedServer(FakeOpenAIServer):
+    """The fake server with faults on given request indices (0-based, in arrival order)."""
+
+    def __init__(self, config: FakeServerConfig, plan: dict[int, Fault] | None = None) -> None:
+        super().__init__(config)
+        self.plan = dict(plan or {})
+
+    def _admit(self, path: str, body: dict[str, Any]) -> Fault | None:
+        fault = super()._admit(path, body)
+        with self._lock:
+            index = len(self._records) - 1
+        return self.plan.get(index, fault)
+
+
+class IgnoresMaxTokens(FakeOpenAIServer):
+    """A server that sends its whole completion whatever ``max_tokens`` says."""
+
+    def _completion(self, text: str, body: dict[str, Any], reply: Any) -> Any:
+        reply.max_tokens = None
+        return super()._completion(text, body, reply)
+
+
+FAST_RETRIES = RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=0.005, jitter=0.001)
+
+
+def served_workflow(server: FakeOpenAIServer, **model: Any) -> Workflow:
+    spec = ModelSpec(name="openai/fake", api_base=server.url, api_key="none", timeout=5.0, **model)
+    return Workflow(models={"main": spec}, strategy=BestOfNSpec(n=1, seed=0))
+
+
+def served_config(tmp_path: Path, server: FakeOpenAIServer, model: str = "", extra: str = "") -> Path:
+    path = tmp_path / "served.yaml"
+    path.write_text(
+        "workflows:\n  w:\n"
+        f"    models: {{main: {{name: openai/fake, api_base: '{server.url}', api_key: none{model}}}}}\n"
+        f"    strategy: {{strategy: best_of_n, n: 1, seed: 0}}\n{extra}",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_a_lone_surrogate_in_any_field_gets_an_error_record_and_resume_does_not_pay_again(
+    tmp_path: Path,
+) -> None:
+    """Before: the record's UTF-8 encoding raised inside the item's task after the summary counted
+    it, nothing was written, nothing said, and every resume ran (and paid for) the item again."""
+    lines = [
+        '{"id": "q0", "question": "What is 1 + 1?"}',
+        '{"id": "q1", "question": "What is \\ud800 + 1?"}',
+        '{"id": "q2\\udfff", "question": "What is 2 + 2?"}',
+        '{"id": "q3", "question": "What is 3 + 3?", "source": {"note": ["ok", "\\ud83d"]}}',
+        '{"id": "q4", "question": "What is 4 + 4?"}',
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    graph = FakeGraph()
+    summary = await run_batch(source, graph, out=out, max_concurrency=2, progress=False)
+    rows = {r["id"]: r for r in records(out)}
+    assert sorted(rows) == ["q0", "q1", "q2\udfff", "q3", "q4"]  # every item has exactly one record
+    assert "field 'question'" in rows["q1"]["error"] and "U+D800" in rows["q1"]["error"]
+    assert "field 'id'" in rows["q2\udfff"]["error"] and "U+DFFF" in rows["q2\udfff"]["error"]
+    assert "field 'source'" in rows["q3"]["error"] and "U+D83D" in rows["q3"]["error"]
+    assert summary.bad_input == 3 and summary.answered == 2 and summary.written == 5
+    assert len(graph.calls) == 2  # nothing with a lone surrogate went to the model
+    again = await run_batch(source, graph, out=out, max_concurrency=2, progress=False)
+    assert again.skipped == 5 and again.written == 0 and len(graph.calls) == 2  # not paid for again
+
+
+async def test_an_answer_that_is_not_valid_unicode_is_written_escaped_and_reads_back_the_same(tmp_path: Path) -> None:
+    class Surrogates(FakeGraph):
+        async def ainvoke(self, request: dict[str, Any], config: Any = None) -> dict[str, Any]:
+            result = await super().ainvoke(request, config)
+            return {**result, "answer": "x\udc80y é"}
+
+    out = tmp_path / "out.jsonl"
+    summary = await run_batch(["a", "b"], Surrogates(), out=out, progress=False)
+    assert summary.answered == 2
+    assert out.read_bytes().isascii()  # JSON escapes for the lines that are not valid UTF-8
+    assert [r["answer"] for r in records(out)] == ["x\udc80y é"] * 2
+
+
+def full_disk_after(monkeypatch: pytest.MonkeyPatch, lines: int) -> None:
+    """The batch's record encoder fails like a full disk once ``lines`` records are written."""
+    import ttc_agents.integrations.batch as batch_module
+
+    real = batch_module._encode
+    written: list[int] = []
+
+    def encode(record: Any) -> bytes:
+        if len(written) == lines and "question" in record:
+            raise OSError(28, "No space left on device")
+        if "question" in record:
+            written.append(1)
+        return real(record)
+
+    monkeypatch.setattr(batch_module, "_encode", encode)
+
+
+async def test_a_record_that_cannot_be_written_stops_the_run_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the sink's exception stayed in a task nobody read; the run 'succeeded' with items missing."""
+    full_disk_after(monkeypatch, 3)
+    out = tmp_path / "out.jsonl"
+    graph = FakeGraph()
+    with pytest.raises(BatchAborted, match="No space left on device"):
+        await run_batch([f"q{i}" for i in range(40)], graph, out=out, max_concurrency=4, progress=False)
+    assert len(records(out)) == 3 and len(graph.calls) < 40  # it stopped: no new items after the failure
+
+
+def test_ttc_batch_exits_3_when_out_cannot_be_written(
+    tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full_disk_after(monkeypatch, 2)
+    source = write_jsonl(tmp_path / "in.jsonl", arithmetic_rows(10))
+    argv = ["batch", str(source), str(tmp_path / "o2.jsonl"), "--workflow", "bon", "--config", str(config)]
+    assert main([*argv, "--no-progress"]) == 3
+    assert "No space left on device" in capsys.readouterr().err
+
+
+async def test_failed_items_are_charged_what_they_spent_and_retries_count_once(tmp_path: Path) -> None:
+    """7 answers of 401 (nothing billed) used to cost 7 whole grants of the total, for good."""
+    rows = arithmetic_rows(20)
+    out = tmp_path / "out.jsonl"
+    plan = {i: Fault.http_error(401) for i in range(1, 8)}
+    with PlannedServer(FakeServerConfig(completion_tokens=40), plan) as server:
+        workflow = served_workflow(server, max_tokens=64)
+        per_item, total = Budget(max_tokens=1000), Budget(max_tokens=10_000)
+        gateway = Gateway(retry=FAST_RETRIES)
+        summary = await run_batch(
+            rows, workflow, out=out, max_concurrency=1, progress=False, gateway=gateway,
+            per_item_budget=per_item, total_budget=total,
+        )  # fmt: skip
+        first = records(out)
+        failed = [r for r in first if "error" in r]
+        assert len(failed) == 7 and all("AuthenticationError" in r["error"] for r in failed)
+        assert not any("BatchBudgetExhausted" in r["error"] for r in failed)  # before: 11 items out of budget
+        for record in failed:
+            assert "charged" not in record
+            assert record["usage"]["prompt_tokens"] == 0
+            assert record["usage"]["failed_calls"] == 1 and record["usage"]["completion_tokens"] == 0
+        assert summary.answered == 13 and summary.exhausted == 0
+        billed = server.billed.total_tokens
+        assert spent(first, "max_tokens") == billed  # the records hold exactly what was billed
+        again = await run_batch(
+            rows, workflow, out=out, max_concurrency=1, progress=False, gateway=gateway,
+            per_item_budget=per_item, total_budget=total, retry_errors=True,
+        )  # fmt: skip
+        assert again.answered == 7 and again.skipped == 13
+        # What the retry counted as spent before it: what was billed before it, once.
+        assert again.usage_before.total_tokens == billed
+        assert spent(records(out), "max_tokens") == server.billed.total_tokens <= 10_000
+
+
+async def test_a_server_that_ignores_max_tokens_is_flagged_and_the_item_stopped(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with IgnoresMaxTokens(FakeServerConfig(completion_tokens=400)) as server:
+        workflow = served_workflow(server, max_tokens=50)
+        summary = await run_batch(
+            arithmetic_rows(3), workflow, out=out, progress=False, gateway=Gateway(retry=FAST_RETRIES),
+            per_item_budget=Budget(max_tokens=2000),
+        )  # fmt: skip
+        assert server.request_count == 3  # one call each: the item stopped at the first
+    rows = records(out)
+    assert summary.answered == 3 and len(rows) == 3
+    for row in rows:  # before: answered "within" budget, nothing flagged
+        assert row["max_tokens_ignored"] is True and row["stopped_by"] == "server_ignored_max_tokens"
+        assert row["usage"]["completion_tokens"] == 400  # booked as billed, and flagged
+
+
+async def test_no_resume_destroys_nothing_when_the_start_fails(tmp_path: Path) -> None:
+    """Before: OUT was emptied first, then the missing input (or a strict bad line) failed the run."""
+    out = tmp_path / "out.jsonl"
+    await run_batch(["a", "b"], FakeGraph(), out=out, progress=False)
+    kept = out.read_bytes()
+    with pytest.raises(FileNotFoundError):
+        await run_batch(tmp_path / "missing.jsonl", FakeGraph(), out=out, resume=False, progress=False)
+    assert out.read_bytes() == kept
+    bad = write_jsonl(tmp_path / "bad.jsonl", ['{"question": "fine"}', "{oops"])
+    with pytest.raises(BatchInputError, match="line 2"):
+        await run_batch(bad, FakeGraph(), out=out, resume=False, strict=True, progress=False)
+    assert out.read_bytes() == kept
+    await run_batch(["c"], FakeGraph(), out=out, resume=False, progress=False)  # a run that starts does start over
+    assert [r["answer"] for r in records(out)] == ["C"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("provider", "LiteLLM knows no provider"),
+        ("usd", "has no price"),
+        ("placeholder", "placeholder"),
+        ("unauthorized", "AuthenticationError"),
+    ],
+)
+def test_configuration_errors_exit_2_before_the_batch_fans_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
+) -> None:
+    """Before: every item failed, one error record each, and `ttc batch` exited 0."""
+    source = write_jsonl(tmp_path / "in.jsonl", arithmetic_rows(12))
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    plan = {i: Fault.http_error(401) for i in range(100)} if case == "unauthorized" else {}
+    with PlannedServer(FakeServerConfig(), plan) as server:
+        model = {"provider": "", "usd": "", "placeholder": "", "unauthorized": ""}[case]
+        extra = {
+            "provider": "",
+            "usd": "    budget: {max_usd: 0.01}\n",
+            "placeholder": "    prompts: {generate: 'Solve $questoin'}\n",
+            "unauthorized": "",
+        }[case]
+        config = served_config(tmp_path, server, model, extra)
+        if case == "provider":
+            config.write_text(config.read_text().replace("openai/fake", "nosuchprovider/fake"))
+        argv = ["batch", str(source), str(out), "--workflow", "w", "--config", str(config), "--no-progress"]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert message in err
+        assert out.read_bytes() == b""  # no record: fix the configuration and run the same command
+        assert server.request_count == (1 if case == "unauthorized" else 0)  # one call at most, the first item's
+
+
+async def test_an_unfinished_grant_in_the_journal_counts_as_spent(tmp_path: Path) -> None:
+    """A run killed with items in flight: their grants are in the journal, never finished. Before, the
+    resumed run knew nothing of them and could spend the whole total again."""
+    out = tmp_path / "out.jsonl"
+    journal = journal_path(out)
+    out.write_text(json.dumps({"id": "q0", "answer": "A", "usage": {"samples": 4}}) + "\n", encoding="utf-8")
+    journal.write_text(
+        json.dumps({"carried": {}})
+        + "\n"
+        + json.dumps({"start": 1, "id": "q0", "grant": {"max_samples": 8}})
+        + "\n"
+        + json.dumps({"end": 1})
+        + "\n"
+        + json.dumps({"start": 2, "id": "q1", "grant": {"max_samples": 8}})
+        + "\n"
+        + '{"start": 3, "id": "q2", "gr',  # cut off by the kill
+        encoding="utf-8",
+    )
+    graph = FakeGraph(samples=2)
+    summary = await run_batch(
+        [BatchItem(f"q{i}", f"q{i}") for i in range(12)], graph, out=out, progress=False,
+        per_item_budget=Budget(max_samples=2), total_budget=Budget(max_samples=20),
+    )  # fmt: skip
+    # 20 - 4 (recorded) - 8 (q1's unfinished grant) = 8 samples: 4 items of 2, the rest exhausted.
+    assert summary.answered == 4 and summary.exhausted == 7 and summary.skipped == 1
+    assert sum(r.get("usage", {}).get("samples", 0) for r in records(out)) == 4 + 8
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines[0] == {"carried": {"max_samples": 8.0}}  # compacted at the start of the run
+    starts = {line["start"] for line in lines if "start" in line}
+    ends = {line["end"] for line in lines if "end" in line}
+    assert starts and starts == ends  # every grant of a run that ended is finished
+
+
+def test_batch_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    text = capsys.readouterr().out
+    assert "exit status:" in text and "  2  a usage or configuration error" in text and "  3  " in text
