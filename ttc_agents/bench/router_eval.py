@@ -1,13 +1,26 @@
-"""Held-out evidence for the router: router@N against best-of-N weighted at N, 2N and 4N.
+"""Held-out evidence for the router, at matched compute, across a family of populations.
 
-Calibrates a policy on one split of a problem set, then on the held-out split runs, per question,
-the router at generation budget N (difficulty probe included in its spend) and best-of-N weighted
-at N, 2N and 4N, with the same model and verifier. Reports accuracy and tokens per difficulty bin
-(the router's own estimate) and overall, writes ``router_eval.json`` and a plot of accuracy against
-tokens.
+For every setting (a model of the scripted double: ``arith`` or a synthetic population
+``pop-<name>``, see :mod:`ttc_agents._population`), it calibrates a policy on one half of a problem set
+and, on the other half:
 
-    python -m ttc_agents.bench.router_eval --dataset 'arith?size=160&seed=1' --model scripted/arith \\
-        --verifier arithmetic --budgets 2,4,8 --out bench-router
+1. measures best-of-N weighted's accuracy-vs-tokens curve (N = 1 ... 64, one seeded pool per
+   question, each N charged what a best-of-N run alone costs, verifier included);
+2. runs the router at generation budgets N (probe and verifier counted in its tokens) and compares
+   it with best-of-N weighted **at the router's own mean tokens** (interpolated on the curve, linear
+   in log tokens), and reports the *compute factor*: the tokens best-of-N weighted needs to reach the
+   router's accuracy over the router's tokens. Intervals are paired bootstrap intervals over the
+   held-out questions (95%);
+3. runs both under a **hard** ``Budget(max_tokens=T)`` per question (T = best-of-N weighted's mean
+   cost at N on the development half): the router against best-of-N weighted at the largest N whose
+   development mean cost fits T, with the same per-sample ``max_tokens`` (the calibrated cap), and
+   reports the accuracy difference and the share of T each used.
+
+It prints one table for all settings, writes ``router_eval.json`` and a plot per setting
+(``router_eval.png``: the curve, the router's points, the hard-budget points)::
+
+    python -m ttc_agents.bench.router_eval --settings arith,pop-mathlike,pop-revise,pop-search,pop-weakprm \\
+        --size 300 --budgets 4,8,16 --out bench-router
 """
 
 from __future__ import annotations
@@ -15,152 +28,354 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
-from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-__all__ = ["main"]
+__all__ = ["CurvePoint", "compute_factor", "interpolate_accuracy", "main", "matched_compute"]
+
+CURVE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
+BOOTSTRAP = 1000
 
 
-async def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from ttc_agents import BestOfNSpec, ModelSpec, build_strategy_graph
-    from ttc_agents._calibrate import calibrate
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    """Best-of-N weighted at one N: mean tokens and accuracy."""
+
+    n: int
+    tokens: float
+    accuracy: float
+
+
+def interpolate_accuracy(curve: Sequence[CurvePoint], tokens: float) -> float:
+    """Best-of-N weighted's accuracy at ``tokens``: linear in log tokens between measured points,
+    the monotone envelope (more samples never hurt on average), flat beyond the ends."""
+    xs, ys = _envelope(curve)
+    return float(np.interp(math.log(max(tokens, 1e-9)), xs, ys))
+
+
+def compute_factor(curve: Sequence[CurvePoint], accuracy: float, tokens: float) -> float:
+    """Tokens best-of-N weighted needs to reach ``accuracy``, over ``tokens``; ``inf`` when no
+    measured N reaches it, below 1 when best-of-N weighted gets there cheaper."""
+    xs, ys = _envelope(curve)
+    if accuracy > ys[-1] + 1e-12:
+        return math.inf
+    if accuracy <= ys[0]:
+        return math.exp(xs[0]) / tokens
+    index = int(np.searchsorted(ys, accuracy - 1e-12))
+    x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
+    x = x1 if y1 == y0 else x0 + (accuracy - y0) * (x1 - x0) / (y1 - y0)
+    return math.exp(x) / tokens
+
+
+def _envelope(curve: Sequence[CurvePoint]) -> tuple[list[float], list[float]]:
+    points = sorted(curve, key=lambda p: p.tokens)
+    xs = [math.log(p.tokens) for p in points]
+    ys = list(np.maximum.accumulate([p.accuracy for p in points]))
+    return xs, ys
+
+
+def matched_compute(
+    bon_tokens: np.ndarray, bon_correct: np.ndarray, tokens: np.ndarray, correct: np.ndarray, *, seed: int = 0
+) -> dict[str, Any]:
+    """Router (per-question ``tokens``, ``correct``) against best-of-N weighted (per question x N
+    arrays) at the router's mean tokens, with paired bootstrap intervals over questions."""
+
+    def stats(index: np.ndarray) -> tuple[float, float, float]:
+        curve = [
+            CurvePoint(n, float(bon_tokens[index, i].mean()), float(bon_correct[index, i].mean()))
+            for i, n in enumerate(CURVE_BUDGETS[: bon_tokens.shape[1]])
+        ]
+        spent, accuracy = float(tokens[index].mean()), float(correct[index].mean())
+        return accuracy - interpolate_accuracy(curve, spent), compute_factor(curve, accuracy, spent), accuracy
+
+    everyone = np.arange(len(tokens))
+    delta, factor, accuracy = stats(everyone)
+    rng = np.random.default_rng(seed)
+    draws = [stats(rng.integers(0, len(tokens), len(tokens))) for _ in range(BOOTSTRAP)]
+    deltas = np.array([d[0] for d in draws])
+    factors = np.array([min(d[1], 1e6) for d in draws])
+    return {
+        "accuracy": accuracy,
+        "tokens": float(tokens.mean()),
+        "best_of_n_at_tokens": accuracy - delta,
+        "delta": delta,
+        "delta_ci": [float(np.quantile(deltas, 0.025)), float(np.quantile(deltas, 0.975))],
+        "compute_factor": factor,
+        "compute_factor_ci": [float(np.quantile(factors, 0.025)), float(np.quantile(factors, 0.975))],
+    }
+
+
+def _paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, list[float]]:
+    rng = np.random.default_rng(seed)
+    diffs = a.astype(float) - b.astype(float)
+    draws = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(BOOTSTRAP)]
+    return float(diffs.mean()), [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))]
+
+
+def _setting_model(setting: str) -> tuple[str, str]:
+    """(LiteLLM model, verifier spec) of a setting name."""
+    if setting.startswith("pop-"):
+        model = f"scripted/{setting}"
+        return model, f"prm:{model}"
+    return f"scripted/{setting}", "arithmetic"
+
+
+async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -> dict[str, Any]:
+    from ttc_agents import BestOfNSpec, Budget, ModelSpec, build_strategy_graph
+    from ttc_agents._calibrate import calibrate, run_grid
     from ttc_agents._datasets import grade, load_problems
     from ttc_agents.graphs.router import Router
     from ttc_agents.verifiers import make_verifier
 
-    problems = load_problems(args.dataset)
+    model_name, verifier_spec = _setting_model(setting)
+    problems = load_problems(f"arith?size={args.size}&seed={args.data_seed}")
     random.Random(args.seed).shuffle(problems)
     half = len(problems) // 2
     dev, held_out = problems[:half], problems[half:]
     budgets = [int(b) for b in args.budgets.split(",")]
-    model = ModelSpec(name=args.model)
-    verifier = make_verifier(args.verifier)
-    grid_budgets = sorted({b for n in budgets for b in (1, 2, n, 2 * n, 4 * n)} | {4})
+    model = ModelSpec(name=model_name)
+    verifier = make_verifier(verifier_spec)
     result = await calibrate(
         dev,
         models=[model],
         verifier=verifier,
-        budgets=grid_budgets,
+        budgets=sorted({*CURVE_BUDGETS[: CURVE_BUDGETS.index(args.max_n) + 1]} | set(budgets)),
         strategies=args.strategies.split(","),
-        dataset=args.dataset,
-        progress=True,
-        verifier_name=args.verifier,
+        dataset=f"arith?size={args.size}&seed={args.data_seed} (dev half)",
+        progress=False,
+        verifier_name=verifier_spec,
+        seed=args.seed,
     )
+    bar.update(1)
     policy = result.policy
-    router = Router(policy, models={model.name: model}, verifier=verifier, verifier_name=args.verifier)
+    cap = policy.completion_caps.get(model_name)
+    capped = model if cap is None else model.model_copy(update={"max_tokens": cap})
+    curve_budgets = [n for n in CURVE_BUDGETS if n <= args.max_n]
+    pool = await run_grid(
+        held_out,
+        models=[model],
+        verifier=verifier,
+        budgets=curve_budgets,
+        strategies=["best_of_n"],
+        probe_samples=1,
+        progress=False,
+        seed=args.seed + 1,
+    )
+    bar.update(1)
+    ids = [p.id for p in held_out]
+    position = {q: i for i, q in enumerate(ids)}
+    bon_tokens = np.zeros((len(ids), len(curve_budgets)))
+    bon_correct = np.zeros((len(ids), len(curve_budgets)))
+    for cell in pool.cells:
+        o = cell.outcome
+        if getattr(o.action.strategy, "selection", None) == "weighted":
+            column = curve_budgets.index(o.budget)
+            bon_tokens[position[o.question_id], column] = o.cost.tokens
+            bon_correct[position[o.question_id], column] = o.correct
+    router = Router(policy, models={model_name: model}, verifier=verifier, verifier_name=verifier_spec)
     limit = asyncio.Semaphore(args.concurrency)
-    rows: list[dict[str, Any]] = []
-    total = len(held_out) * len(budgets) * 4
-    with tqdm(total=total, desc="held-out", unit="run") as bar:
 
-        async def run(problem: Any, method: str, n: int) -> None:
-            async with limit:
-                if method == "router":
-                    out = await router.graph.ainvoke({"question": problem.question, "generation_budget": n})
-                    bin_ = out["trace"]["bin"]
-                else:
-                    factor = {"bon@N": 1, "bon@2N": 2, "bon@4N": 4}[method]
-                    graph = build_strategy_graph(
-                        BestOfNSpec(n=factor * n, selection="weighted"), model=model, verifier=verifier
-                    )
-                    out = await graph.ainvoke({"question": problem.question})
-                    bin_ = None
-                rows.append(
-                    {
-                        "id": problem.id,
-                        "method": method,
-                        "N": n,
-                        "bin": bin_,
-                        "correct": grade(problem, out["answer"]),
-                        "tokens": out["ledger"].total.total_tokens,
-                        "samples": out["ledger"].total.samples,
-                    }
-                )
-                bar.update(1)
+    async def run(graph: Any, inputs: dict[str, Any], problem: Any) -> tuple[float, bool]:
+        async with limit:
+            out = await graph.ainvoke(inputs)
+        return float(out["ledger"].total.total_tokens), bool(grade(problem, out["answer"]))
 
-        await asyncio.gather(
-            *(run(p, m, n) for p in held_out for n in budgets for m in ("router", "bon@N", "bon@2N", "bon@4N"))
+    matched = []
+    for n in budgets:
+        runs = await asyncio.gather(
+            *(run(router.graph, {"question": p.question, "generation_budget": n}, p) for p in held_out)
         )
-    bins = {(r["id"], r["N"]): r["bin"] for r in rows if r["method"] == "router"}
-    for row in rows:
-        row["bin"] = bins[(row["id"], row["N"])]
-    return {"dev": len(dev), "held_out": len(held_out), "policy_table": result.format_table(), "rows": rows}
-
-
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Accuracy and mean tokens per (N, method, bin) and overall (bin None)."""
-    groups: dict[tuple[int, str, int | None], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["N"], row["method"], row["bin"])].append(row)
-        groups[(row["N"], row["method"], None)].append(row)
-    out = []
-    for (n, method, bin_), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
-        out.append(
+        tokens = np.array([t for t, _ in runs])
+        correct = np.array([c for _, c in runs], dtype=float)
+        matched.append({"N": n, **matched_compute(bon_tokens, bon_correct, tokens, correct, seed=args.seed)})
+        bar.update(1)
+    dev_bon = {row["N"]: row["best_of_n_cost"] for row in policy.diagnostics.get("plans", [])}
+    dev_curve = _dev_curve(result.grid)
+    hard = []
+    for n in budgets:
+        limit_tokens = int(dev_bon.get(n) or dev_curve[n])
+        fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
+        bon_graph = build_strategy_graph(
+            BestOfNSpec(n=max(fits), selection="weighted"), model=capped, verifier=verifier
+        )
+        budget = Budget(max_tokens=limit_tokens)
+        routed, plain = await asyncio.gather(
+            asyncio.gather(*(run(router.graph, {"question": p.question, "budget": budget}, p) for p in held_out)),
+            asyncio.gather(*(run(bon_graph, {"question": p.question, "budget": budget}, p) for p in held_out)),
+        )
+        r_correct = np.array([c for _, c in routed], dtype=float)
+        b_correct = np.array([c for _, c in plain], dtype=float)
+        delta, ci = _paired(r_correct, b_correct, seed=args.seed)
+        hard.append(
             {
-                "N": n,
-                "method": method,
-                "bin": bin_,
-                "questions": len(group),
-                "accuracy": sum(r["correct"] for r in group) / len(group),
-                "tokens": sum(r["tokens"] for r in group) / len(group),
+                "T": limit_tokens,
+                "best_of_n": max(fits),
+                "router_accuracy": float(r_correct.mean()),
+                "router_used": float(np.mean([t for t, _ in routed]) / limit_tokens),
+                "router_max_used": float(max(t for t, _ in routed) / limit_tokens),
+                "best_of_n_accuracy": float(b_correct.mean()),
+                "best_of_n_used": float(np.mean([t for t, _ in plain]) / limit_tokens),
+                "delta": delta,
+                "delta_ci": ci,
             }
         )
-    return out
+        bar.update(1)
+    curve = [
+        {"N": n, "tokens": float(bon_tokens[:, i].mean()), "accuracy": float(bon_correct[:, i].mean())}
+        for i, n in enumerate(curve_budgets)
+    ]
+    return {
+        "setting": setting,
+        "model": model_name,
+        "verifier": verifier_spec,
+        "dev": len(dev),
+        "held_out": len(held_out),
+        "policy_table": result.format_table(),
+        "difficulty": policy.diagnostics.get("difficulty"),
+        "curve": curve,
+        "matched": matched,
+        "hard": hard,
+    }
 
 
-def _plot(summary: list[dict[str, Any]], path: Path) -> None:
+def _dev_curve(grid: Any) -> dict[int, float]:
+    """Best-of-N weighted's mean tokens per N on the development half."""
+    sums: dict[int, list[float]] = {}
+    for cell in grid.cells:
+        o = cell.outcome
+        if o.action.strategy.strategy == "best_of_n" and getattr(o.action.strategy, "selection", None) == "weighted":
+            sums.setdefault(o.budget, []).append(o.cost.tokens)
+    return {n: sum(v) / len(v) for n, v in sorted(sums.items())}
+
+
+def _ci(values: Sequence[float], digits: int = 2) -> str:
+    return f"[{values[0]:+.{digits}f}, {values[1]:+.{digits}f}]"
+
+
+def _factor(value: float) -> str:
+    return ">max" if math.isinf(value) or value >= 1e6 else f"{value:.2f}x"
+
+
+def format_report(results: Sequence[dict[str, Any]]) -> str:
+    """The matched-compute and hard-budget tables for every setting, as text."""
+    lines = ["matched mean tokens (router at generation budget N vs best-of-N weighted at the router's tokens)"]
+    lines.append(
+        f"{'setting':<14} {'N':>3} {'router acc':>10} {'tokens':>7} {'bon-w@tok':>9} {'delta':>7} "
+        f"{'95% CI':>16} {'compute factor':>14} {'95% CI':>16}"
+    )
+    for result in results:
+        for row in result["matched"]:
+            factor_ci = row["compute_factor_ci"]
+            lines.append(
+                f"{result['setting']:<14} {row['N']:>3} {row['accuracy']:>10.3f} {row['tokens']:>7.0f} "
+                f"{row['best_of_n_at_tokens']:>9.3f} {row['delta']:>+7.3f} {_ci(row['delta_ci'], 3):>16} "
+                f"{_factor(row['compute_factor']):>14} {f'[{_factor(factor_ci[0])}, {_factor(factor_ci[1])}]':>16}"
+            )
+    lines.append("")
+    lines.append("hard per-question Budget(max_tokens=T): router vs best-of-N weighted at the largest N that fits T")
+    lines.append(
+        f"{'setting':<14} {'T':>6} {'router acc':>10} {'used':>5} {'bon-w N':>7} {'bon-w acc':>9} {'used':>5} "
+        f"{'delta':>7} {'95% CI':>16}"
+    )
+    for result in results:
+        for row in result["hard"]:
+            lines.append(
+                f"{result['setting']:<14} {row['T']:>6} {row['router_accuracy']:>10.3f} {row['router_used']:>5.0%} "
+                f"{row['best_of_n']:>7} {row['best_of_n_accuracy']:>9.3f} {row['best_of_n_used']:>5.0%} "
+                f"{row['delta']:>+7.3f} {_ci(row['delta_ci'], 3):>16}"
+            )
+    lines.append("")
+    lines.append("difficulty estimate (development half): Spearman with oracle pass@1, bin agreement of two probes")
+    for result in results:
+        quality = result.get("difficulty") or {}
+        if "spearman_predicted_vs_oracle" in quality:
+            lines.append(
+                f"{result['setting']:<14} predicted {quality['spearman_predicted_vs_oracle']:.2f}  "
+                f"mean score {quality['spearman_mean_score_vs_oracle']:.2f}  "
+                f"agreement {quality.get('bin_agreement_of_two_probes', float('nan')):.0%}"
+            )
+    return "\n".join(lines)
+
+
+def _plot(results: Sequence[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    overall = [s for s in summary if s["bin"] is None]
-    router = sorted((s for s in overall if s["method"] == "router"), key=lambda s: s["tokens"])
-    bon = sorted((s for s in overall if s["method"] != "router"), key=lambda s: s["tokens"])
-    ax.plot([s["tokens"] for s in bon], [s["accuracy"] for s in bon], "o--", label="best-of-N weighted")
-    ax.plot([s["tokens"] for s in router], [s["accuracy"] for s in router], "s-", label="router (incl. probe)")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("tokens per question")
-    ax.set_ylabel("held-out accuracy")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    columns = min(3, len(results))
+    rows = math.ceil(len(results) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
+    for ax, result in zip(axes.flat, results, strict=False):
+        curve = result["curve"]
+        ax.plot([c["tokens"] for c in curve], [c["accuracy"] for c in curve], "o--", label="best-of-N weighted")
+        ax.plot(
+            [m["tokens"] for m in result["matched"]],
+            [m["accuracy"] for m in result["matched"]],
+            "s-",
+            label="router @N (probe incl.)",
+        )
+        ax.plot(
+            [h["T"] * h["router_used"] for h in result["hard"]],
+            [h["router_accuracy"] for h in result["hard"]],
+            "^",
+            label="router, hard budget T",
+        )
+        ax.plot(
+            [h["T"] * h["best_of_n_used"] for h in result["hard"]],
+            [h["best_of_n_accuracy"] for h in result["hard"]],
+            "v",
+            label="best-of-N w., hard budget T",
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_title(result["setting"])
+        ax.set_xlabel("mean tokens per question")
+        ax.set_ylabel("held-out accuracy")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(results) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="arith?size=160&seed=1")
-    parser.add_argument("--model", default="scripted/arith")
-    parser.add_argument("--verifier", default="arithmetic")
+    parser.add_argument("--settings", default="arith,pop-mathlike,pop-revise,pop-search,pop-weakprm,pop-uniform")
+    parser.add_argument("--size", type=int, default=300, help="questions per setting (half dev, half held out)")
+    parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--strategies", default="best_of_n,beam_search,revision")
-    parser.add_argument("--budgets", default="2,4,8")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--budgets", default="4,8,16")
+    parser.add_argument("--max-n", type=int, default=64, choices=CURVE_BUDGETS)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-router")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = asyncio.run(_evaluate(args))
-    summary = summarize(report["rows"])
-    (out / "router_eval.json").write_text(json.dumps({**report, "summary": summary}, indent=2))
-    _plot(summary, out / "router_eval.png")
-    print(report["policy_table"])
-    print(f"\nheld-out: {report['held_out']} questions (calibrated on {report['dev']})")
-    print(f"{'N':>3} {'bin':>4} {'router':>14} {'bon@N':>14} {'bon@2N':>14} {'bon@4N':>14}   (accuracy / tokens)")
-    keys = sorted({(s["N"], s["bin"] if s["bin"] is not None else 99) for s in summary})
-    for n, bin_ in keys:
-        cells = []
-        for method in ("router", "bon@N", "bon@2N", "bon@4N"):
-            match = [s for s in summary if s["N"] == n and s["method"] == method and (s["bin"] or 99) == bin_]
-            cells.append(f"{match[0]['accuracy']:.2f}/{match[0]['tokens']:6.0f}" if match else "-")
-        label = "all" if bin_ == 99 else str(bin_)
-        print(f"{n:>3} {label:>4} " + " ".join(f"{c:>14}" for c in cells))
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    budgets = args.budgets.split(",")
+    steps_per_setting = 2 + 2 * len(budgets)
+
+    async def everything() -> list[dict[str, Any]]:
+        results = []
+        with tqdm(total=steps_per_setting * len(settings), desc="router eval", unit="step") as bar:
+            for setting in settings:
+                bar.set_postfix_str(setting)
+                results.append(await _evaluate_setting(setting, args, bar))
+                (out / "router_eval.json").write_text(json.dumps(results, indent=2))
+        return results
+
+    results = asyncio.run(everything())
+    _plot(results, out / "router_eval.png")
+    print(format_report(results))
     print(f"wrote {out / 'router_eval.json'} and {out / 'router_eval.png'}")
     return 0
 
