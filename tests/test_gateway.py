@@ -277,7 +277,9 @@ async def test_one_failing_top_up_cancels_its_siblings_which_are_booked_at_worst
         assert total.calls == 1 and total.failed_calls == 2
         # The hanging call was cancelled (not awaited for its 3 s) and its worst case booked before the
         # exception reached the caller, which carries the same ledger.
-        assert total.unconfirmed_tokens == prompt_token_bound(MESSAGES) + int(spec(server).max_tokens)
+        # The worst case of the hung request: its prompt (the size the server reported for these very
+        # messages in the first answer) plus max_tokens.
+        assert total.unconfirmed_tokens == total.prompt_tokens + int(spec(server).max_tokens)
         carried = ledger_snapshot_of(info.value)
         assert carried is not None and carried.total == total
 
