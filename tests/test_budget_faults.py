@@ -22,12 +22,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from suite_totals import count
 from test_faults import (  # the fault server and its audit (record_received is an autouse fixture)
     IN_PRICE,
     OUT_PRICE,
     RECEIVED,
     RETRIES,
-    TOTALS,
     AuditedServer,
     arithmetic_text,
     assert_accounts,
@@ -113,16 +113,22 @@ class RecordingGateway(Gateway):
         return batch
 
 
+SUITE = "budget faults"
+
+
 def check_limits(budget: Budget, total: Usage) -> None:
-    if budget.max_samples is not None:
-        assert total.samples <= budget.max_samples
-    if budget.max_tokens is not None:
-        assert total.total_tokens <= budget.max_tokens
-    if budget.max_usd is not None:
-        assert total.usd <= budget.max_usd * (1 + 1e-9)
-
-
-EXAMPLES = {"strategies": 0, "ledgers": 0}
+    """Spend inside every limit: what was billed, plus the worst case of attempts nobody saw billed."""
+    over = [
+        name
+        for name, spent, limit in (
+            ("max_samples", total.samples, budget.max_samples),
+            ("max_tokens", total.charged_tokens, budget.max_tokens),
+            ("max_usd", total.charged_usd, None if budget.max_usd is None else budget.max_usd * (1 + 1e-9)),
+        )
+        if limit is not None and spent > limit
+    ]
+    count(SUITE, "overruns", len(over))
+    assert not over, (over, budget, total)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,7 +150,8 @@ def test_strategies_never_overspend_under_faults(
     rate: float,
     fault_seed: int,
 ) -> None:
-    EXAMPLES["strategies"] += 1
+    count(SUITE, "strategy runs")
+    count(SUITE, "faults scheduled", len(schedule))
     RECEIVED.clear()
     config = FakeServerConfig(
         text=arithmetic_text,
@@ -184,6 +191,8 @@ def test_strategies_never_overspend_under_faults(
 
         stopped = result["stopped_by"]
         cut_short = any(got < asked for asked, got in gateway.asked)
+        count(SUITE, "runs cut short by a limit", int(cut_short))
+        count(SUITE, "unconfirmed tokens booked", total.unconfirmed_tokens)
         if cut_short:
             assert stopped is not None
         if stopped is not None:
@@ -207,7 +216,8 @@ def test_one_ledger_shared_by_concurrent_calls_never_overspends(
     budget: Budget, asks: list[int], schedule: list[Fault], max_tokens: int
 ) -> None:
     """Many concurrent gateway calls, one ledger: reservations keep the sum inside every limit."""
-    EXAMPLES["ledgers"] += 1
+    count(SUITE, "shared-ledger runs")
+    count(SUITE, "faults scheduled", len(schedule))
     RECEIVED.clear()
     config = FakeServerConfig(text=arithmetic_text, faults=schedule, completion_tokens=max_tokens)
     with AuditedServer(config) as server:
@@ -234,6 +244,29 @@ def test_one_ledger_shared_by_concurrent_calls_never_overspends(
             assert [len(b.samples) for b in batches] == asks
 
 
-def test_report_fuzz_cases() -> None:
-    """Says how many hypothesis examples this module ran (for the issue's note)."""
-    print(f"\nbudget property examples: {EXAMPLES}; fault servers so far: {dict(TOTALS)}")
+class IgnoresMaxTokens(AuditedServer):
+    """Answers with its fixed completion length whatever ``max_tokens`` says."""
+
+    def _payload(self, body: Any, chat: bool, reply: Any) -> Any:
+        reply.max_tokens = None
+        return super()._payload(body, chat, reply)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=strategy_specs(), max_tokens=st.integers(1, 16))
+def test_a_server_ignoring_max_tokens_is_booked_flagged_and_stops_the_run(spec: StrategySpec, max_tokens: int) -> None:
+    """Every strategy (beam steps ask for 256 tokens at most): the excess is booked (it is billed), named,
+    and the run stops."""
+    count(SUITE, "ignoring-server runs")
+    RECEIVED.clear()
+    config = FakeServerConfig(text=arithmetic_text, completion_tokens=400)  # above every max_tokens
+    with IgnoresMaxTokens(config) as server:
+        model = model_spec(server, timeout=TIMEOUT, max_tokens=max_tokens)
+        gateway = Gateway(retry=RETRIES)
+        graph = build_strategy_graph(spec, model=model, verifier=ArithmeticStepVerifier(), gateway=gateway)
+        result = asyncio.run(graph.ainvoke({"question": QUESTIONS[0]}))
+        ledger = result["ledger"]
+        assert result["stopped_by"] == "server_ignored_max_tokens"
+        assert ledger.overrun_tokens > 0
+        assert_accounts(server, ledger.total)  # booked to the token, excess included
+        count(SUITE, "server overruns flagged")

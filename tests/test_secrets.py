@@ -218,17 +218,23 @@ async def test_the_key_never_appears_in_any_artefact(
             errors["config"] = config_error.value
 
             # A batch results file, with an error record (a 401) among the answers.
+            # (A preflight may refuse the whole batch when its first item fails so: that error is
+            # searched too.)
             server.add_faults(Fault.http_error(401))
-            await run_batch(
-                [f"What is {i} * 7 + 5?" for i in range(4)],
-                workflow,
-                out=tmp_path / "batch.jsonl",
-                max_concurrency=1,
-                progress=False,
-                gateway=gateway,
-            )
-            batch_records = (tmp_path / "batch.jsonl").read_text(encoding="utf-8")
-            assert '"error": "AuthenticationError' in batch_records and '"answer": "' in batch_records
+            try:
+                await run_batch(
+                    [f"What is {i} * 7 + 5?" for i in range(4)],
+                    workflow,
+                    out=tmp_path / "batch.jsonl",
+                    max_concurrency=1,
+                    progress=False,
+                    gateway=gateway,
+                )
+            except Exception as refused:
+                errors["batch"] = refused
+            batch_path = tmp_path / "batch.jsonl"
+            batch_records = batch_path.read_text(encoding="utf-8") if batch_path.exists() else ""
+            assert '"error": "AuthenticationError' in batch_records or "AuthenticationError" in str(errors["batch"])
 
         # The CLI (in a thread: it runs its own event loop), with a results line on stdout, then its
         # one-line error for a 401, and a config error's traceback with --debug.
@@ -254,7 +260,7 @@ async def test_the_key_never_appears_in_any_artefact(
             "caplog": caplog.text,
             "record store": file_bytes(store_path),
             "CLI record store": file_bytes(tmp_path / "cli-store.sqlite"),
-            "batch results": (tmp_path / "batch.jsonl").read_bytes(),
+            "batch results": batch_records,
             "checkpoints": file_bytes(checkpoints),
             "ModelSpec repr": repr(keyed) + str(keyed),
             "ModelSpec dumps": repr(keyed.model_dump()) + keyed.model_dump_json(),
@@ -276,3 +282,76 @@ def test_the_key_never_appears_in_validation_errors_of_a_model_spec() -> None:
         with pytest.raises(ValueError) as info:
             ModelSpec.model_validate({"name": "openai/x", "api_key": KEY, **bad})
         assert_no_key(f"ModelSpec error for {bad}", error_texts(info.value))
+
+
+# --- a server that echoes the key back -------------------------------------------------------------
+
+
+class EchoingServer(FakeOpenAIServer):
+    """Refuses every completion with a 401 quoting the key it was sent, as some providers do."""
+
+    async def _handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        message = f"Incorrect API key provided: {key}. Check the key {key!r} and try again."
+        body = {
+            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+        }
+        return web.json_response(body, status=401)
+
+
+async def test_a_key_echoed_by_the_server_is_masked_in_errors_records_and_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from ttc_agents import BestOfNSpec
+    from ttc_agents._secrets import MASK
+
+    env_key = "sk-ttc-ENV-" + secrets.token_hex(16)
+    monkeypatch.setenv("OPENAI_API_KEY", env_key)
+    async with EchoingServer(FakeServerConfig()) as server:
+        keyed = ModelSpec(name="openai/fake", api_base=server.url, api_key=KEY, timeout=5.0)
+        from_env = ModelSpec(name="openai/fake", api_base=server.url, timeout=5.0)
+        gateway = Gateway(retry=RETRIES)
+        texts: dict[str, str] = {}
+        for name, model in (("ModelSpec key", keyed), ("environment key", from_env)):
+            with pytest.raises(Exception) as info:
+                await gateway.sample(model, [{"role": "user", "content": QUESTION}], 1)
+            texts[name] = error_texts(info.value)
+            assert "Incorrect API key provided: " + MASK in str(info.value)  # the message itself survives
+
+        graph = build_strategy_graph(BestOfNSpec(n=2, seed=0), model=keyed, gateway=gateway)
+        out_path = tmp_path / "out.jsonl"
+        try:  # error records, or (with a preflight) one error refusing the batch
+            await run_batch([QUESTION, "What is 1 + 1?"], graph, out=out_path, progress=False)
+        except Exception as refused:
+            texts["batch error"] = error_texts(refused)
+        records = out_path.read_text(encoding="utf-8") if out_path.exists() else ""
+        assert "Incorrect API key provided" in records + texts.get("batch error", "")
+
+        cli = ["solve", QUESTION, "--model", "openai/fake", "--api-base", server.url]
+        assert await asyncio.to_thread(main, cli) != 0
+    out, err = capfd.readouterr()
+    assert "Incorrect API key provided" in err and MASK in err
+    for where, text in {**texts, "batch records": records, "CLI stdout": out, "CLI stderr": err}.items():
+        assert_no_key(where, text)
+        assert env_key not in text and env_key[11:27] not in text, f"the environment key appears in {where}"
+
+
+def test_the_masking_helper() -> None:
+    from ttc_agents._secrets import MASK, mask_exception, mask_secrets, register_secret
+
+    secret = "sk-helper-" + secrets.token_hex(8)
+    assert mask_secrets(f"key={secret}") == f"key={secret}"  # unknown: nothing to mask
+    assert mask_secrets(f"key={secret}", extra=[secret]) == f"key={MASK}"
+    register_secret(secret)
+    assert mask_secrets(f"a {secret} b {secret}") == f"a {MASK} b {MASK}"
+    assert mask_secrets("none and x") == "none and x"  # short values are never secrets
+    try:
+        try:
+            raise KeyError({"detail": [f"bad {secret}"]})
+        except KeyError as inner:
+            raise RuntimeError(f"wrapped {secret}") from inner
+    except RuntimeError as error:
+        assert mask_exception(error) is error
+        cause = error.__cause__
+        assert cause is not None
+        assert secret not in error_texts(error) and secret not in error_texts(cause)
