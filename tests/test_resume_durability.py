@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from suite_totals import count
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, DVTSSpec, RevisionSpec, build_strategy_graph
 from ttc_agents._workflow import load_workflow
 from ttc_agents.integrations.batch import abatch
+from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig
 
 CONFIG = """
 workflows:
@@ -287,7 +289,67 @@ async def test_a_batch_killed_at_random_points_resumes_to_the_same_output(tmp_pa
     # The same answers as a run that was never killed (no store: nothing replayed).
     reference = await abatch(batch_rows(ITEMS), load_workflow(config, "beam"), max_concurrency=4)
     assert {r["id"]: r["answer"] for r in records} == {r["id"]: r["answer"] for r in reference}
-    print(f"\nbatch: {kills} SIGKILLs at random points, {ITEMS} items, 0 lost, same answers as an uninterrupted run")
+    count("kill/resume", "items", ITEMS)
+    count("kill/resume", "kills", kills)
+    count("kill/resume", "lost", ITEMS - len({r["id"] for r in records}))
+
+
+SERVED = """
+workflows:
+  served:
+    models: {{main: {{name: openai/fake, api_base: '{url}', api_key: none, max_tokens: 64, timeout: 10}}}}
+    strategy: {{strategy: best_of_n, n: 2, seed: 0}}
+"""
+TOTAL_TOKENS = 8000
+
+
+def test_kills_and_resumes_never_spend_past_the_total(tmp_path: Path, forks: ForkServer) -> None:
+    """Two SIGKILLs mid-batch and a resume, under a total token budget, against a loopback server that
+    bills every answer it sends (also to a client that was killed). Before the grant journal, the
+    spend of the items in flight at each kill was known to no later run: the runs together billed
+    more than the total. Now every grant in flight is journaled before it is spent, and a resumed run
+    counts an unfinished grant as spent, so the server's bill over all runs stays within the total."""
+    rows = batch_rows(80)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    out, log = tmp_path / "out.jsonl", tmp_path / "log.txt"
+    with FakeOpenAIServer(FakeServerConfig(completion_tokens=60, latency=0.05)) as server:
+        config = tmp_path / "served.yaml"
+        config.write_text(SERVED.format(url=server.url), encoding="utf-8")
+        argv = [
+            "batch", str(source), str(out), "--workflow", "served", "--config", str(config),
+            "--max-concurrency", "4", "--max-tokens", "400", "--total-tokens", str(TOTAL_TOKENS),
+            "--no-progress", "--json",
+        ]  # fmt: skip
+        rng = random.Random(5)
+        kills, written = 0, 0
+        for _ in range(2):
+            target = written + rng.randint(4, 10)
+            pid = forks.start(log, kind="cli", argv=argv)
+            ready = lambda t=target: out.exists() and out.read_bytes().count(b"\n") >= t  # noqa: E731
+            if forks.kill_when(pid, ready, rng.uniform(0.0, 0.04)) is None:
+                break
+            kills += 1
+            written = len(complete_lines(out))
+        ended = forks.run(log, kind="cli", argv=argv)
+        assert server.wait_idle(timeout=30)
+        billed = server.billed.total_tokens
+    assert kills == 2, "the batch finished before it could be killed twice"
+    assert ended["code"] in (0, 1), log.read_text()[-3000:]  # 1: some items were out of budget
+    records = complete_lines(out)
+    ids = [r["id"] for r in records]
+    lost = len({row["id"] for row in rows} - set(ids))
+    recorded = sum((r.get("usage") or {}).get("prompt_tokens", 0) + (r.get("usage") or {}).get("completion_tokens", 0)
+                   for r in records)  # fmt: skip
+    count("kill/resume", "items", len(rows))
+    count("kill/resume", "kills", kills)
+    count("kill/resume", "lost", lost)
+    count("kill/resume", "overruns", int(billed > TOTAL_TOKENS))
+    count("kill/resume", "tokens billed past the total", max(0, billed - TOTAL_TOKENS))
+    count("kill/resume", "tokens billed, not in any record", billed - recorded)
+    assert lost == 0 and len(ids) == len(set(ids))
+    assert recorded <= billed <= TOTAL_TOKENS  # the total is a hard limit over all the runs
+    assert any("BatchBudgetExhausted" in r.get("error", "") for r in records)  # the total did bind
 
 
 async def test_graphs_killed_mid_run_resume_from_their_checkpoints(tmp_path: Path, forks: ForkServer) -> None:
@@ -332,7 +394,8 @@ async def test_graphs_killed_mid_run_resume_from_their_checkpoints(tmp_path: Pat
             alone = await graph.ainvoke({"question": question})
             assert state.values["answer"] == alone["answer"]
             assert [c.steps for c in state.values["candidates"]] == [c.steps for c in alone["candidates"]]
-    print(f"\ngraphs: {kills} SIGKILLs mid-run, {resumed} threads resumed from a checkpoint, databases intact")
+    count("kill/resume", "graph kills", kills)
+    count("kill/resume", "graph threads resumed", resumed)
 
 
 @pytest.mark.parametrize(
