@@ -95,8 +95,9 @@ Preflight and failures
     has a LiteLLM provider (or a resolver prefix such as ``local/``), and a USD budget (per item or
     total) has a price for every model. Then the first item runs alone until its model answers a
     call: if it fails first with an error that every item would hit (HTTP 401, 403 or 404: a bad
-    key, a model the server does not have), the run stops with :class:`BatchConfigError` before any other item starts and writes no record
-    for it (its spend, booked in its ledger, stays in the journal and counts against the total).
+    key, a model the server does not have), the run stops with :class:`BatchConfigError` before
+    any other item starts and writes no record for it (its spend, booked in its ledger, stays in
+    the journal and counts against the total).
     ``ttc batch`` exits 0 when every item of IN has an answer, 1 when the run finished and some
     items of IN have an error record (this run's or an earlier one's: ``--retry-errors``), 2 on a
     usage or configuration error found before the batch fanned out (OUT unchanged), 3 when the

@@ -304,7 +304,7 @@ def test_the_cli_refuses_ray_options_without_the_ray_engine(tmp_path: Path, caps
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"question": "What is 1 + 1?"}\n')
     args = ["batch", str(inputs), str(tmp_path / "out.jsonl"), "--workflow", "math", "--config", str(path)]
-    assert main([*args, "--address", "auto"]) == 1
+    assert main([*args, "--address", "auto"]) == 2  # a usage error (ttc batch --help: exit status)
     assert "--address and --workers need --engine ray" in capsys.readouterr().err
-    assert main([*args, "--engine", "ray", "--record", str(tmp_path / "r.sqlite")]) == 1
+    assert main([*args, "--engine", "ray", "--record", str(tmp_path / "r.sqlite")]) == 2
     assert "--record needs --engine local" in capsys.readouterr().err
