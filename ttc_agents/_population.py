@@ -55,6 +55,8 @@ The latent model, one knob of :class:`PopulationProfile` at a time
     gets the rest). ``d`` is solved so that the pooled AUC of the final score, right against wrong samples
     at T=0.8 and including the attractive answers below, is ``judge_auc`` (when attraction alone makes the
     target unreachable, ``d`` is capped at 6). Slips and conceptual errors look alike to the judge.
+    Every score is a function of (setting, question, judged text): temperature and seed change only the
+    ``Rating:`` line, and an ORM and a PRM's last step agree on the same solution.
 ``attract`` and ``attract_boost`` (over-optimisation)
     A wrong final answer of a question is *attractive* with probability ``min(1, 2 p(q) attract)``
     (``attract`` is the rate at ``p = 0.5``: more often on easy questions), fixed per (question, answer):
@@ -421,7 +423,8 @@ class _Event:
 
 
 def _step_mass(count: int, bias: float, index: int) -> float:
-    power = 1.0 + bias
+    """P(f = index) for f = floor(count u^(1 + bias)), u uniform."""
+    power = 1.0 / (1.0 + bias)
     return float(((index + 1) / count) ** power - (index / count) ** power)
 
 
@@ -538,6 +541,8 @@ def _cached_perturbation(name: str, text: str, step: int, variant: int) -> _Pert
 def _write(profile: PopulationProfile, question: _Question, done: int, event: _Event, dice: _Dice) -> _Draft:
     """The solution from step ``done`` on (the steps before it are the true ones) for ``event``."""
     assert question.answer is not None
+    if event.kind == _RIGHT:
+        return _Draft("\n".join(_true_lines(question.text)[done:]))
     name = profile.name
     perturbed: _Perturbed | None = None
     slip = False
@@ -571,6 +576,18 @@ def _write(profile: PopulationProfile, question: _Question, done: int, event: _E
         values.append(result)
     lines.append(_answer_line(_fmt(values[-1])))
     return _Draft("\n".join(lines), tuple(spans))
+
+
+@functools.lru_cache(maxsize=8192)
+def _true_lines(text: str) -> tuple[str, ...]:
+    """The true solution's lines (its steps, then the answer line)."""
+    question = _question(text)
+    lines = [
+        f"{_fmt_operand(_resolve(step.left, question.values))} {step.op} "
+        f"{_fmt_operand(_resolve(step.right, question.values))} = {_fmt(value)}"
+        for step, value in zip(question.steps, question.values, strict=True)
+    ]
+    return (*lines, _answer_line(_fmt(question.values[-1])))
 
 
 def _slip(question: _Question, index: int, step: _Step, a: Fraction, b: Fraction, dice: _Dice) -> Fraction:
@@ -655,7 +672,14 @@ def _verdict(p_yes: float, dice: _Dice, name: str) -> _Draft:
     return _Draft(f"{'Yes' if p_yes >= 0.5 else 'No'}\nRating: {rating}", first_token_p_yes=p_yes)
 
 
-def _final_score(profile: PopulationProfile, question: _Question, answer: Fraction | None, dice: _Dice) -> float:
+def _judged_text(lines: Sequence[str]) -> str:
+    return "\n".join(line.strip() for line in lines)
+
+
+def _final_score(profile: PopulationProfile, question: _Question, lines: Sequence[str]) -> float:
+    """P(Yes) on a finished solution: a function of (setting, question, solution text) only, so that an
+    LLM-judge PRM's last-step score and an ORM's score of the same solution agree."""
+    answer = _answer_value(_last_boxed("\n".join(lines)))
     name = profile.name
     d, _ = _separations(profile)
     sd = profile.judge_sd
@@ -672,12 +696,13 @@ def _final_score(profile: PopulationProfile, question: _Question, answer: Fracti
     z = (
         math.sqrt(share_q) * _hash_normal(name, "judge-question", question.text)
         + math.sqrt(share_a) * _hash_normal(name, "judge-answer", question.text, answer)
-        + math.sqrt(max(1.0 - share_q - share_a, 0.0)) * dice.gauss(0.0, 1.0, name, "judge-text")
+        + math.sqrt(max(1.0 - share_q - share_a, 0.0))
+        * _hash_normal(name, "judge-text", question.text, _judged_text(lines))
     )
     return _sigmoid(mean + sd * z)
 
 
-def _step_score(profile: PopulationProfile, question: _Question, steps: Sequence[str], dice: _Dice) -> float:
+def _step_score(profile: PopulationProfile, question: _Question, steps: Sequence[str]) -> float:
     name = profile.name
     _, d_s = _separations(profile)
     sd = profile.judge_sd
@@ -691,7 +716,7 @@ def _step_score(profile: PopulationProfile, question: _Question, steps: Sequence
         mean = _JUDGE_CENTRE + (d_s / 2 + profile.attract_boost if attractive else -d_s / 2) * sd
     z = math.sqrt(share_q) * _hash_normal(name, "judge-question", question.text) + math.sqrt(
         1.0 - share_q
-    ) * dice.gauss(0.0, 1.0, name, "judge-step")
+    ) * _hash_normal(name, "judge-step", question.text, _judged_text(steps))
     return _sigmoid(mean + sd * z)
 
 
@@ -701,15 +726,12 @@ def population_draft(prompt: _Prompt, profile_name: str, temperature: float, dic
     question = prompt.question
     role = prompt.role
     if role is _Role.JUDGE_ANSWER:
-        answer = _answer_value(_last_boxed("\n".join(prompt.context)))
-        return _verdict(_final_score(profile, question, answer, dice), dice, profile.name)
+        return _verdict(_final_score(profile, question, prompt.context), dice, profile.name)
     if role is _Role.JUDGE_STEP:
         steps = prompt.context
-        if not steps:
-            return _verdict(_final_score(profile, question, None, dice), dice, profile.name)
-        if (boxed := _last_boxed(steps[-1])) is not None:
-            return _verdict(_final_score(profile, question, _answer_value(boxed), dice), dice, profile.name)
-        return _verdict(_step_score(profile, question, steps, dice), dice, profile.name)
+        if not steps or _last_boxed(steps[-1]) is not None:
+            return _verdict(_final_score(profile, question, steps), dice, profile.name)
+        return _verdict(_step_score(profile, question, steps), dice, profile.name)
     if question.answer is None:
         return _Draft(_answer_line("0"))
     p = _p_at(profile, _latent_p(profile, question.text), temperature)
