@@ -39,7 +39,13 @@ workflows:
     verifier: arithmetic
     strategy: {strategy: beam_search, n: 4, width: 2, seed: 0}
     budget: {max_samples: 40}
+  capped:
+    models: {main: scripted/arith}
+    verifier: arithmetic
+    strategy: {strategy: best_of_n, n: 8, seed: 0}
+    budget: {max_samples: 3}
 """
+SECRET = "hunter2-do-not-quote"
 
 OFFLINE_ENV = {
     "LANGGRAPH_CLI_NO_ANALYTICS": "1",  # langgraph-cli's usage analytics
@@ -76,6 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     env.update(OFFLINE_ENV)
     env["TTC_WORKFLOWS"] = str(work / "workflows.yaml")
     env["TTC_WORKFLOW"] = "offline-beam"
+    env["TTC_ALLOWED_WORKFLOWS"] = "capped"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = (work / "server.log").open("wb")
@@ -182,8 +189,40 @@ async def test_assistant_configuration_and_workflow_env(server: tuple[str, Path]
     result = await client.runs.wait(None, assistant["assistant_id"], input={"question": QUESTION})
     assert isinstance(result, dict) and result["strategy"]["n"] == 3
     assert sum(e["usage"]["samples"] for e in result["ledger"]["entries"]) == 3
-    # and point the router at a policy file
+    # the operator's policy file may not be replaced by a client's
     policy = str(server[1] / "policy.json")
     assistant = await client.assistants.create(graph_id="router", config={"configurable": {"policy": policy}})
-    result = await client.runs.wait(None, assistant["assistant_id"], input={"question": "What is 7 * 8?"})
-    assert isinstance(result, dict) and result["answer"] == "56" and result["trace"]["choice"]["action"]
+    with pytest.raises(Exception, match="TTC_POLICY"):
+        await client.runs.wait(None, assistant["assistant_id"], input={"question": "What is 7 * 8?"}, raise_error=True)
+
+
+async def test_a_hostile_client_gets_no_more_than_the_operator_set(server: tuple[str, Path]) -> None:
+    """Through the real server: budgets only tighten, names and files are the operator's."""
+    from suite_totals import count
+
+    client = langgraph_sdk.get_client(url=server[0])
+    (server[1] / "secret.yaml").write_text(f'password: "{SECRET}\n')
+    capped = await client.assistants.create(graph_id="workflow", config={"configurable": {"workflow": "capped"}})
+    for budget in ({}, {"max_samples": 64}):
+        count("hostile client", "tries")
+        result = await client.runs.wait(None, capped["assistant_id"], input={"question": QUESTION, "budget": budget})
+        assert isinstance(result, dict)
+        samples = sum(e["usage"]["samples"] for e in result["ledger"]["entries"])
+        count("hostile client", "overruns" if samples > 3 else "held")
+        assert samples <= 3
+    hostile = [
+        ("workflow", {"workflows": str(server[1] / "secret.yaml"), "workflow": "x"}),
+        ("workflow", {"workflow": "not-allowed"}),
+        ("best_of_n", {"verifier": "reward:http://127.0.0.1:9/pooling#m"}),
+        ("best_of_n", {"model": "openai/gpt-4o"}),
+        ("beam_search", {"budget": {"max_samples": -1}}),
+    ]
+    for graph_id, configurable in hostile:
+        count("hostile client", "tries")
+        with pytest.raises(Exception, match=r"not allowed|operator|not a budget") as info:
+            assistant = await client.assistants.create(graph_id=graph_id, config={"configurable": configurable})
+            await client.runs.wait(None, assistant["assistant_id"], input={"question": QUESTION}, raise_error=True)
+        count("hostile client", "refused")
+        if SECRET in str(info.value):
+            count("hostile client", "quoted")
+        assert SECRET not in str(info.value), configurable
