@@ -341,7 +341,7 @@ class Gateway:
         attempt = 0
         while True:
             attempt += 1
-            reservation = ledger.reserve(
+            reservation = await ledger.reserve_waiting(
                 n,
                 prompt_tokens=self._prompt_size(spec, messages),
                 max_completion_tokens=max_tokens,
@@ -613,6 +613,8 @@ class Gateway:
             replayed=len(items),
         )
         ledger.settle(reservation, usage, node=node, model=spec.name)
+        # A recording of a server that ignored max_tokens replays as what it was.
+        self._check_overrun(ledger, usage.completion_tokens, int(request["max_tokens"]) * reservation.n)
         samples = [
             Sample(item.text, item.finish_reason, tuple(item.logprobs) if item.logprobs is not None else None)
             for item in items
