@@ -13,6 +13,7 @@ immutable value that checkpointers can store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import threading
@@ -208,6 +209,8 @@ class Ledger:
     _held_usd: float = 0.0
     _held_flops: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _open: int = 0
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list, repr=False)
 
     @classmethod
     def resume(cls, snapshot: LedgerSnapshot | None, budget: Budget | None = None) -> Ledger:
@@ -271,45 +274,11 @@ class Ledger:
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        budget = self.budget
+        prices = (usd_per_prompt_token, usd_per_completion_token, flops_per_token)
         with self._lock:
             if self.overrun_tokens:
                 return None
-            spent = Usage.total(self._spent.values())
-            limit: BudgetLimit | None = None
-            granted = n
-            if budget.max_seconds is not None and self.elapsed() >= budget.max_seconds:
-                granted, limit = 0, "max_seconds"
-            if budget.max_samples is not None and granted > 0:
-                fits = budget.max_samples - spent.samples - self._held_samples
-                if fits < granted:
-                    granted, limit = max(0, fits), "max_samples"
-            if budget.max_tokens is not None and granted > 0:
-                left = budget.max_tokens - spent.charged_tokens - self._held_tokens - prompt_tokens
-                fits = left // max_completion_tokens if left > 0 else 0
-                if fits < granted:
-                    granted, limit = max(0, fits), "max_tokens"
-            if budget.max_usd is not None and granted > 0:
-                if usd_per_prompt_token is None or usd_per_completion_token is None:
-                    raise ValueError(
-                        "max_usd is set but the model's price is unknown; give the ModelSpec "
-                        "usd_per_input_token and usd_per_output_token"
-                    )
-                left_usd = budget.max_usd - spent.charged_usd - self._held_usd - prompt_tokens * usd_per_prompt_token
-                per_sample = max_completion_tokens * usd_per_completion_token
-                fits = granted if per_sample == 0 else math.floor(left_usd / per_sample) if left_usd > 0 else 0
-                if fits < granted:
-                    granted, limit = max(0, fits), "max_usd"
-            if budget.max_flops is not None and granted > 0:
-                if flops_per_token is None:
-                    raise ValueError(
-                        "max_flops is set but the model's parameter count is unknown; give ModelSpec parameters"
-                    )
-                left_flops = budget.max_flops - spent.charged_flops - self._held_flops - prompt_tokens * flops_per_token
-                per_sample = max_completion_tokens * flops_per_token
-                fits = math.floor(left_flops / per_sample) if left_flops > 0 else 0
-                if fits < granted:
-                    granted, limit = max(0, fits), "max_flops"
+            granted, limit = self._grant(n, prompt_tokens, max_completion_tokens, prices, holds=True)
             if granted == 0:
                 if self.stopped_by is None:
                     self.stopped_by = limit
@@ -326,7 +295,102 @@ class Ledger:
             self._held_tokens += tokens
             self._held_usd += usd
             self._held_flops += flops
+            self._open += 1
             return Reservation(granted, tokens, usd, flops)
+
+    def _grant(
+        self,
+        n: int,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        prices: tuple[float | None, float | None, float | None],
+        *,
+        holds: bool,
+    ) -> tuple[int, BudgetLimit | None]:
+        """How many of ``n`` samples fit (counting what is held, or not), and the limit that cut it."""
+        usd_per_prompt_token, usd_per_completion_token, flops_per_token = prices
+        budget = self.budget
+        spent = Usage.total(self._spent.values())
+        held = (self._held_samples, self._held_tokens, self._held_usd, self._held_flops) if holds else (0, 0, 0.0, 0.0)
+        limit: BudgetLimit | None = None
+        granted = n
+        if budget.max_seconds is not None and self.elapsed() >= budget.max_seconds:
+            granted, limit = 0, "max_seconds"
+        if budget.max_samples is not None and granted > 0:
+            fits = budget.max_samples - spent.samples - held[0]
+            if fits < granted:
+                granted, limit = max(0, fits), "max_samples"
+        if budget.max_tokens is not None and granted > 0:
+            left = budget.max_tokens - spent.charged_tokens - held[1] - prompt_tokens
+            fits = left // max_completion_tokens if left > 0 else 0
+            if fits < granted:
+                granted, limit = max(0, fits), "max_tokens"
+        if budget.max_usd is not None and granted > 0:
+            if usd_per_prompt_token is None or usd_per_completion_token is None:
+                raise ValueError(
+                    "max_usd is set but the model's price is unknown; give the ModelSpec "
+                    "usd_per_input_token and usd_per_output_token"
+                )
+            left_usd = budget.max_usd - spent.charged_usd - held[2] - prompt_tokens * usd_per_prompt_token
+            per_sample = max_completion_tokens * usd_per_completion_token
+            fits = granted if per_sample == 0 else math.floor(left_usd / per_sample) if left_usd > 0 else 0
+            if fits < granted:
+                granted, limit = max(0, fits), "max_usd"
+        if budget.max_flops is not None and granted > 0:
+            if flops_per_token is None:
+                raise ValueError(
+                    "max_flops is set but the model's parameter count is unknown; give ModelSpec parameters"
+                )
+            left_flops = budget.max_flops - spent.charged_flops - held[3] - prompt_tokens * flops_per_token
+            per_sample = max_completion_tokens * flops_per_token
+            fits = math.floor(left_flops / per_sample) if left_flops > 0 else 0
+            if fits < granted:
+                granted, limit = max(0, fits), "max_flops"
+        return granted, limit
+
+    async def reserve_waiting(
+        self,
+        n: int,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        usd_per_prompt_token: float | None = None,
+        usd_per_completion_token: float | None = None,
+        flops_per_token: float | None = None,
+    ) -> Reservation | None:
+        """:meth:`reserve`, but when nothing fits only because other calls' worst cases are held,
+        wait until one of them settles and try again. Concurrent calls (a verifier scoring many
+        candidates at once) then share a tight budget by what they really use, not by the sum of
+        their worst cases; the limits hold exactly as with :meth:`reserve`."""
+        prices = (usd_per_prompt_token, usd_per_completion_token, flops_per_token)
+        while True:
+            loop = asyncio.get_running_loop()
+            with self._lock:
+                waiting: asyncio.Future[None] | None = None
+                if not self.overrun_tokens and self._holding():
+                    held_back = self._grant(1, prompt_tokens, max_completion_tokens, prices, holds=True)[0] == 0
+                    if held_back and self._grant(1, prompt_tokens, max_completion_tokens, prices, holds=False)[0] > 0:
+                        waiting = loop.create_future()
+                        self._waiters.append((loop, waiting))
+            if waiting is None:
+                return self.reserve(
+                    n,
+                    prompt_tokens=prompt_tokens,
+                    max_completion_tokens=max_completion_tokens,
+                    usd_per_prompt_token=usd_per_prompt_token,
+                    usd_per_completion_token=usd_per_completion_token,
+                    flops_per_token=flops_per_token,
+                )
+            await waiting
+
+    def _holding(self) -> bool:
+        return self._open > 0
+
+    def _wake(self) -> None:
+        """Wake every :meth:`reserve_waiting` caller (under the lock, after a hold was given back)."""
+        waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
 
     def settle(self, reservation: Reservation | None, usage: Usage, *, node: str, model: str) -> None:
         """Release ``reservation`` and book what the call really used."""
@@ -359,6 +423,13 @@ class Ledger:
             self._held_tokens -= reservation.tokens
             self._held_usd -= reservation.usd
             self._held_flops -= reservation.flops
+            self._open -= 1
+            self._wake()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def merge_snapshots(base: LedgerSnapshot, *others: LedgerSnapshot) -> LedgerSnapshot:

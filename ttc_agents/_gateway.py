@@ -341,7 +341,7 @@ class Gateway:
         attempt = 0
         while True:
             attempt += 1
-            reservation = ledger.reserve(
+            reservation = await ledger.reserve_waiting(
                 n,
                 prompt_tokens=self._prompt_size(spec, messages),
                 max_completion_tokens=max_tokens,
