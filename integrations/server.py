@@ -392,7 +392,7 @@ class _ClientGuard:
 def _guarded(graph: Any, operator: Budget | None = None) -> Any:
     """``graph`` as an instance of a subclass that mixes in :class:`_ClientGuard` (copies keep the class)."""
     cls = type(graph)
-    guarded = type(f"Guarded{cls.__name__}", (_ClientGuard, cls), {"_ttc_operator": operator})
+    guarded = type(f"Guarded{cls.__name__}", (_ClientGuard, cls), {"_ttc_operator": operator, "__module__": __name__})
     attrs = {k: v for k, v in graph.__dict__.items() if k != "__orig_class__"}
     return guarded(**attrs)  # as Pregel.copy does
 
