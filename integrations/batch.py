@@ -93,9 +93,10 @@ Resume guarantee
 Preflight and failures
     :func:`run_batch` checks a workflow before the batch fans out, without spending: every model
     has a LiteLLM provider (or a resolver prefix such as ``local/``), and a USD budget (per item or
-    total) has a price for every model. Then the first item runs alone until its model answers a
-    call: if it fails first with an error that every item would hit (HTTP 401, 403 or 404: a bad
-    key, a model the server does not have), the run stops with :class:`BatchConfigError` before
+    total) has a price for every model. Then (a fixed strategy; a router allocating a total probes
+    its window together) the first item runs alone until its model answers a call: if it fails
+    first with an error that every item would hit (HTTP 401, 403 or 404: a bad key, a model the
+    server does not have), the run stops with :class:`BatchConfigError` before
     any other item starts and writes no record for it (its spend, booked in its ledger, stays in
     the journal and counts against the total).
     ``ttc batch`` exits 0 when every item of IN has an answer, 1 when the run finished and some
@@ -1495,12 +1496,9 @@ class _Batch:
 
     async def _run_window(self, window: list[BatchItem]) -> None:
         assert self.pool is not None and self.unit is not None and self.target.router is not None
-        first: list[_Probed | None] = []
-        if self.canary:  # the first item's probe alone: a configuration error stops the run here
-            first = [await self._estimate(window[0])]
-            self.canary = False
-        rest = await self._bounded(self._estimate(item) for item in window[len(first) :])
-        probed: list[_Probed] = [p for p in [*first, *rest] if p]
+        # (No canary here: probing one item alone would change the shares the others probe with, so the
+        # allocation would differ from the Ray engine's and from Router.abatch. The preflight still runs.)
+        probed: list[_Probed] = [p for p in await self._bounded(self._estimate(item) for item in window) if p]
         left = max(0.0, self.pool.left(_UNIT_FIELD[self.unit]))
         share = left if self.pending is None else left * len(window) / max(self.pending, len(window))
         if self.pending is not None:
