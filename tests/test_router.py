@@ -53,7 +53,7 @@ async def test_router_traces_bin_choice_and_spend_and_reuses_the_probe() -> None
     assert 1 <= trace["bin"] <= 5 and trace["evidence"]["estimator"] == "probe"
     assert len(trace["evidence"]["scores"]) == 4
     assert trace["choice"]["strategy"]["strategy"] == "best_of_n"
-    assert "fits what is left" in trace["why"]
+    assert "fits its budget" in trace["why"]
     assert trace["estimate_spent"]["samples"] == 4
     # best-of-8 chosen: the 4 probe samples count towards N, so only 4 more are drawn.
     assert trace["probe_reused"] == 4

@@ -544,7 +544,10 @@ class _Fitter:
         for row in self.rows:
             if row.question_id not in self.bins:
                 continue
-            if self.policy.reuses_probe(row.action) and row.budget < self.policy.probe_samples:
+            if (
+                self.policy.reuses_probe(row.action)
+                and getattr(row.action.strategy, "n", 0) < self.policy.probe_samples
+            ):
                 continue  # after a probe of k samples, best-of-N has at least k: best-of-k covers it
             key = f"{row.budget}|{row.action.key}"
             self.actions[key] = (row.action, row.budget)

@@ -1,0 +1,197 @@
+"""The router at matched compute: one regression test per mechanical cause of issue 11, and the
+held-out evaluation's statistics (matched tokens, compute factor)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from ttc_agents import ArithmeticStepVerifier, BestOfNSpec, Budget, ModelSpec, RevisionSpec, build_strategy_graph
+from ttc_agents._budget import LedgerEntry, LedgerSnapshot, Usage
+from ttc_agents._calibrate import run_grid, standalone_cost
+from ttc_agents._candidates import Candidate
+from ttc_agents._datasets import load_problems
+from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
+from ttc_agents.bench.router_eval import CurvePoint, compute_factor, interpolate_accuracy, matched_compute
+from ttc_agents.graphs.router import Router, routed_answer
+
+MODEL = "scripted/arith"
+HARD = "What is 48 * 17 - 23 * 9 + 310?"
+
+
+def entry(strategy: BestOfNSpec | RevisionSpec, budget: int, accuracy: float, tokens: float) -> PolicyEntry:
+    return PolicyEntry(
+        bin=3,
+        budget=budget,
+        action=PolicyAction(model=MODEL, strategy=strategy),
+        accuracy=accuracy,
+        cv_accuracy=accuracy,
+        cost=Cost(samples=budget, tokens=tokens),
+        questions=30,
+    )
+
+
+def one_bin_policy(entries: list[PolicyEntry], **fields: object) -> Policy:
+    """Every question lands in bin 3 (the thresholds surround every probe statistic)."""
+    data: dict[str, object] = {
+        "models": [MODEL],
+        "verifier": "arithmetic",
+        "dataset": "synthetic",
+        "thresholds": [-2.0, -1.0, 2.0, 3.0],
+        "table": entries,
+        "candidates": entries,
+    }
+    data.update(fields)
+    return Policy.model_validate(data)
+
+
+# --- cause 1: the rest of best-of-N are other samples than the probe's --------------------------------
+
+
+async def test_best_of_n_after_the_probe_draws_new_samples_not_copies_of_the_probe() -> None:
+    policy = one_bin_policy([entry(BestOfNSpec(n=8), 8, 0.8, 800)])
+    router = Router(policy, verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
+    random.seed(11)  # the probe's fresh seed per question comes from `random`
+    result = await router.graph.ainvoke({"question": HARD, "generation_budget": 8})
+    texts = [c.text for c in result["candidates"]]
+    assert len(texts) == 8 and result["trace"]["probe_reused"] == 4
+    # On the deterministic double, the same (absent) seed gave the probe's 4 samples again.
+    assert texts[4:] != texts[:4]
+    assert result["trace"]["evidence"]["seed"] is not None
+
+
+# --- cause 2: the probe is counted once in a token-budget lookup ---------------------------------------
+
+
+def test_the_lookup_does_not_charge_best_of_n_for_the_probe_twice() -> None:
+    # The issue's example: best-of-8 costs 968 tokens alone; after a 484-token probe, a question with
+    # max_tokens=1368 can afford it (its 4 probe samples are 4 of its 8).
+    policy = one_bin_policy([entry(BestOfNSpec(n=4), 4, 0.6, 484), entry(BestOfNSpec(n=8), 8, 0.8, 968)])
+    chosen = policy.choose(3, Budget(max_tokens=1368), probe_spent=Cost(samples=4, tokens=484))
+    assert chosen.action.strategy == BestOfNSpec(n=8)
+    # A strategy that does not reuse the probe pays the probe on top of its own cost.
+    policy = one_bin_policy(
+        [entry(BestOfNSpec(n=4), 4, 0.6, 484), entry(RevisionSpec(attempts=4), 4, 0.9, 968)],
+        probe_cost=Cost(samples=4, tokens=484),
+    )
+    assert policy.choose(3, Budget(max_tokens=900), probe_spent=Cost(tokens=484)).action.strategy.strategy == (
+        "best_of_n"
+    )
+    assert policy.choose(3, Budget(max_tokens=1000), probe_spent=Cost(tokens=484)).action.strategy == RevisionSpec(
+        attempts=4
+    )
+
+
+# --- cause 3: requests sized from what calibration measured fit budgets near the mean cost -----------
+
+
+async def test_a_budget_near_the_mean_cost_admits_the_chosen_best_of_n() -> None:
+    verifier = ArithmeticStepVerifier()
+    calibrated = ModelSpec(name=MODEL, max_tokens=128)  # what Policy.completion_caps gives the router
+    graph = build_strategy_graph(BestOfNSpec(n=4, seed=1), model=calibrated, verifier=verifier)
+    alone = await graph.ainvoke({"question": HARD})
+    cost = alone["ledger"].total.total_tokens
+    limited = await graph.ainvoke({"question": HARD, "budget": Budget(max_tokens=math.ceil(1.3 * cost))})
+    # With the default 512-token cap and one request, no sample fitted at all.
+    assert len(limited["candidates"]) >= 3
+    assert limited["ledger"].total.total_tokens <= math.ceil(1.3 * cost)
+
+
+def test_the_router_gives_its_model_the_calibrated_completion_cap() -> None:
+    policy = one_bin_policy([entry(BestOfNSpec(n=4), 4, 0.6, 484)], completion_caps={MODEL: 96})
+    assert Router(policy, verifier_name="none", force=True).models[MODEL].max_tokens == 96
+    explicit = {MODEL: ModelSpec(name=MODEL, max_tokens=300)}
+    assert Router(policy, models=explicit, verifier_name="none", force=True).models[MODEL].max_tokens == 300
+
+
+# --- cause 4: the deployed answer rule is the calibrated one --------------------------------------------
+
+
+async def test_a_revision_choice_answers_with_revisions_own_selection() -> None:
+    spec = RevisionSpec(attempts=3, chains=1, seed=5)
+    policy = one_bin_policy([entry(spec, 4, 0.9, 500)])
+    router = Router(policy, verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
+    result = await router.graph.ainvoke({"question": HARD, "generation_budget": 4})
+    alone = await build_strategy_graph(spec, model=MODEL, verifier=ArithmeticStepVerifier()).ainvoke({"question": HARD})
+    assert result["answer"] == alone["answer"]
+    assert result["trace"]["selection"] == "revision's own"
+
+
+def test_routed_answer_keeps_the_strategys_answer_over_a_probe_majority() -> None:
+    revision = one_bin_policy([entry(RevisionSpec(attempts=2), 4, 0.9, 500)])
+    probes = [Candidate(steps=("x",), answer="7", finished=True, score=1.0) for _ in range(4)]
+    mine = [Candidate(steps=("y",), answer="9", finished=True, score=0.1)]
+    assert routed_answer(revision, revision.table[0], probes + mine, "9") == ("9", "revision's own")
+    bon = one_bin_policy([entry(BestOfNSpec(n=5, selection="majority"), 5, 0.9, 500)])
+    assert routed_answer(bon, bon.table[0], probes + mine, None) == ("7", "majority")
+
+
+# --- cause 6: calibration's graph cells are independent of its pool (and of the probe) ---------------
+
+
+async def test_calibration_graph_cells_do_not_replay_the_pools_samples() -> None:
+    problems = load_problems("arith?size=40&seed=3")
+    grid = await run_grid(
+        problems,
+        models=[MODEL],
+        verifier=ArithmeticStepVerifier(),
+        budgets=[1],
+        strategies=["best_of_n", "revision"],
+        probe_samples=1,
+        progress=False,
+    )
+    answers: dict[str, dict[str, str | None]] = {}
+    for cell in grid.cells:
+        answers.setdefault(cell.outcome.question_id, {})[cell.outcome.action.strategy.strategy] = cell.answer
+    # One revision attempt is one fresh sample: with the pool's seed it WAS the pool's first sample.
+    differ = sum(a["revision"] != a["best_of_n"] for a in answers.values())
+    assert differ > 0
+
+
+# --- cause 7: a batched verifier call's prompt is shared by its candidates -----------------------------
+
+
+def test_a_best_of_b_share_of_a_batched_verifier_call_pays_its_share_of_the_prompt() -> None:
+    pool = LedgerSnapshot(
+        entries=(
+            LedgerEntry("generate", MODEL, Usage(calls=1, samples=8, prompt_tokens=100, completion_tokens=800)),
+            LedgerEntry("verify", "reward", Usage(calls=1, samples=0, prompt_tokens=4000)),
+        )
+    )
+    cost = standalone_cost(pool, 2 / 8)
+    # generation: one request's prompt (100) + a quarter of the completions; verifier: a quarter.
+    assert cost.tokens == pytest.approx(100 + 200 + 1000)
+
+
+# --- the evaluation's statistics -----------------------------------------------------------------------
+
+
+CURVE = [CurvePoint(1, 100, 0.5), CurvePoint(2, 200, 0.6), CurvePoint(4, 400, 0.7), CurvePoint(8, 800, 0.72)]
+
+
+def test_interpolation_is_linear_in_log_tokens_and_monotone() -> None:
+    assert interpolate_accuracy(CURVE, 200) == pytest.approx(0.6)
+    assert interpolate_accuracy(CURVE, math.sqrt(200 * 400)) == pytest.approx(0.65)
+    assert interpolate_accuracy(CURVE, 50) == 0.5 and interpolate_accuracy(CURVE, 5000) == 0.72
+    dip = [CurvePoint(1, 100, 0.5), CurvePoint(2, 200, 0.4), CurvePoint(4, 400, 0.6)]
+    assert interpolate_accuracy(dip, 200) == pytest.approx(0.5)  # more samples never hurt on average
+
+
+def test_compute_factor_is_the_tokens_best_of_n_needs_over_the_routers() -> None:
+    assert compute_factor(CURVE, 0.7, 100) == pytest.approx(4.0)
+    assert compute_factor(CURVE, 0.6, 400) == pytest.approx(0.5)
+    assert math.isinf(compute_factor(CURVE, 0.9, 100))
+
+
+def test_matched_compute_intervals_cover_a_router_equal_to_best_of_n() -> None:
+    rng = np.random.default_rng(0)
+    right = rng.random((200, 4)) < np.array([0.5, 0.6, 0.7, 0.72])
+    tokens = np.tile([100.0, 200.0, 400.0, 800.0], (200, 1))
+    # The "router" is best-of-4 itself: no gain, factor 1, and the intervals say so.
+    report = matched_compute(tokens, right.astype(float), tokens[:, 2], right[:, 2].astype(float))
+    assert report["delta"] == pytest.approx(0.0, abs=1e-9)
+    assert report["delta_ci"][0] <= 0.0 <= report["delta_ci"][1]
+    assert report["compute_factor"] == pytest.approx(1.0)
