@@ -159,6 +159,21 @@ def binned(rates: Sequence[float]) -> list[float]:
     return [low, 1 - low - high, high]
 
 
+CLAIM = re.compile(r"(\(?-?[\d/]+\)? [-+*/] \(?-?[\d/]+\)?) = (-?[\d/]+)\.?$")
+
+
+def claim(line: str) -> tuple[str, str]:
+    """(left side, result) of a step line, whatever its lead-in (``So 12 * 7 = 84.``)."""
+    match = CLAIM.search(line)
+    assert match is not None, line
+    return match.group(1), match.group(2)
+
+
+def results(text: str) -> list[str]:
+    """The result of every step line of a solution."""
+    return [claim(line)[1] for line in text.split("\n") if "=" in line]
+
+
 def claims_hold(text: str) -> bool:
     steps = text.split("\n")
     return ArithmeticStepVerifier().score_steps(steps)[-1] == 1.0
@@ -258,13 +273,19 @@ def test_conceptual_errors_pass_the_arithmetic_checker_and_slips_do_not(setting:
 
 def test_a_conceptual_error_computes_a_perturbed_setup() -> None:
     question = "What is 31 + 12 * 45?"
-    seen = set()
+    truth = [("12 * 45", "540"), ("31 + 540", "571")]
+    wrong = 0
     for seed in range(40):
         for text in texts(respond("hardtail", render("generate", question=question), n=8, seed=seed)):
-            if boxed(text) != str(31 + 12 * 45):
-                assert claims_hold(text)
-                seen.add(text.split("\n")[0])
-    assert seen and seen != {"12 * 45 = 540"}  # the setup changed somewhere: an operand or an operator
+            if boxed(text) == "571":
+                continue
+            wrong += 1
+            assert claims_hold(text)
+            steps = [claim(line) for line in text.split("\n")[:-1]]
+            first = next(i for i, (got, true) in enumerate(zip(steps, truth, strict=True)) if got[1] != true[1])
+            if first == 0:  # the setup changed: an operand or the operator, not the result of the true step
+                assert steps[0][0] != truth[0][0]
+    assert wrong >= 20
 
 
 # -- distractor concentration -----------------------------------------------------------------------
@@ -318,10 +339,9 @@ def final_scores(setting: str) -> tuple[list[float], list[float]]:
 
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_final_score_auc_is_near_its_target(setting: str) -> None:
-    # measured on arith?size=200&seed=7, 8 samples each: mathlike 0.737, revise 0.725, search 0.771,
-    # weakprm 0.586, uniform 0.774, hardtail 0.692 (on 5000 questions all within 0.02 of the target).
-    # All right samples of a question are one text, judged once, so 200 questions give only a few
-    # hundred independent scores: the tolerance is wide.
+    # measured on arith?size=200&seed=7, 8 samples each: mathlike 0.757, revise 0.710, search 0.812,
+    # weakprm 0.603, uniform 0.785, hardtail 0.708. Samples of one answer share part of their score, so
+    # 200 questions give only a few hundred independent scores: the tolerance is wide.
     right, wrong = final_scores(setting)
     assert auc(right, wrong) == pytest.approx(POPULATION_SETTINGS[setting].judge_auc, abs=0.06)
 
@@ -367,16 +387,15 @@ def step_prefixes(setting: str, limit: int = 80) -> tuple[list[float], list[floa
     on: list[float] = []
     off: list[float] = []
     for (question, answer), solutions in list(zip(problems(), samples(setting), strict=True))[:limit]:
-        right_lines = next((t.split("\n") for t in solutions if boxed(t) == answer), None)
+        right = next((results(t) for t in solutions if boxed(t) == answer), None)
+        if right is None:
+            continue
         for text in set(solutions):
             lines = text.split("\n")[:-1]
             for end in range(1, len(lines) + 1):
-                prefix = lines[:end]
-                prompt = render("judge_step", question=question, steps="\n".join(prefix))
+                prompt = render("judge_step", question=question, steps="\n".join(lines[:end]))
                 score = p_yes(respond(setting, prompt, temperature=0, logprobs=True, top_logprobs=5))
-                on_path = right_lines is not None and prefix == right_lines[:end]
-                if right_lines is not None:
-                    (on if on_path else off).append(score)
+                (on if results(text)[:end] == right[:end] else off).append(score)
     return on, off
 
 
@@ -393,13 +412,12 @@ def test_errors_come_early_where_error_step_bias_says() -> None:
     def mean_first_wrong_step(setting: str) -> float:
         positions = []
         for (_question, answer), solutions in zip(problems(), samples(setting), strict=True):
-            right = next((t.split("\n") for t in solutions if boxed(t) == answer), None)
-            if right is None or len(right) < 5:  # at least 4 steps
+            right = next((results(t) for t in solutions if boxed(t) == answer), None)
+            if right is None or len(right) < 4:  # at least 4 steps
                 continue
             for text in solutions:
-                lines = text.split("\n")
                 if boxed(text) != answer:
-                    first = next(i for i, (a, b) in enumerate(zip(lines, right, strict=False)) if a != b)
+                    first = next(i for i, (a, b) in enumerate(zip(results(text), right, strict=True)) if a != b)
                     positions.append(first / (len(right) - 1))
         return sum(positions) / len(positions)
 
@@ -410,11 +428,11 @@ def test_errors_come_early_where_error_step_bias_says() -> None:
 
 
 @functools.cache
-def revision_rates(setting: str) -> tuple[float, float, float, float]:
-    """(fix measured, fix expected, flip measured, stick measured) from 16 revisions per question."""
+def revision_rates(setting: str) -> tuple[float, float, float, float, float]:
+    """(fix measured, fix expected, flip measured, flip expected, stick measured), 16 revisions per question."""
     profile = POPULATION_SETTINGS[setting]
     fixed = fix_total = flipped = flip_total = stuck = 0
-    expected = 0.0
+    expected = flip_expected = 0.0
     for (question, answer), solutions in list(zip(problems(), samples(setting), strict=True))[:120]:
         right = next((t for t in solutions if boxed(t) == answer), None)
         # a wrong attempt no fresh error writes, so that repeating it is told apart from erring again
@@ -432,22 +450,29 @@ def revision_rates(setting: str) -> tuple[float, float, float, float]:
             revisions = texts(respond(setting, prompt, n=16, temperature=0.8, seed=5))
             flipped += sum(boxed(t) != answer for t in revisions)
             flip_total += 16
-    return fixed / fix_total, expected / fix_total, flipped / flip_total, stuck / (fix_total - fixed)
+            flip_expected += 16 * sigmoid(logit(profile.flip) - profile.flip_slope * logit(p))
+    return (
+        fixed / fix_total,
+        expected / fix_total,
+        flipped / flip_total,
+        flip_expected / flip_total,
+        stuck / (fix_total - fixed),
+    )
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_revisions_fix_and_flip_at_the_set_rates(setting: str) -> None:
     profile = POPULATION_SETTINGS[setting]
-    fix, fix_expected, flip, stick = revision_rates(setting)
+    fix, fix_expected, flip, flip_expected, stick = revision_rates(setting)
     assert fix == pytest.approx(fix_expected, abs=0.05)
-    assert flip == pytest.approx(profile.flip, abs=0.04)
+    assert flip == pytest.approx(flip_expected, abs=0.05)
     assert stick == pytest.approx(profile.stick, abs=0.08)
 
 
 def test_revisions_help_where_they_should() -> None:
-    revise_fix, _, revise_flip, _ = revision_rates("revise")
-    math_fix, _, math_flip, _ = revision_rates("mathlike")
-    assert revise_fix > math_fix + 0.15 and revise_flip < math_flip
+    revise_fix, _, revise_flip, _, _ = revision_rates("revise")
+    neutral_fix, _, neutral_flip, _, _ = revision_rates("uniform")
+    assert revise_fix > neutral_fix + 0.15 and revise_flip < neutral_flip - 0.15
 
 
 # -- the request surface, as in the scripted double -------------------------------------------------
@@ -526,7 +551,7 @@ def test_step_by_step_sampling_has_the_full_solutions_distribution() -> None:
 async def test_step_generate_carries_a_deviation_forward() -> None:
     question = "What is 12 * 7 + 5?"
     response = await ask(render("step_generate", question=question, steps="12 * 8 = 96"), n=8, seed=0, stop=["\n"])
-    assert texts(response) == ["96 + 5 = 101"] * 8
+    assert [claim(t) for t in texts(response)] == [("96 + 5", "101")] * 8
 
 
 async def test_max_tokens_and_stop_truncate() -> None:

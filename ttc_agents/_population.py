@@ -69,13 +69,20 @@ The latent model, one knob of :class:`PopulationProfile` at a time
     (a slip or a perturbed setup) ``sigmoid(c - d_s judge_sd / 2 + judge_sd z)``, where ``d_s`` gives
     AUC ``step_auc`` between the two (attractive prefixes excluded); ``z`` has a per-question part
     (share ``judge_shares[0]``) and a per-prefix part.
-``fix``, ``fix_slope``, ``flip``, ``stick`` (revisions)
+``fix``, ``fix_slope``, ``flip``, ``flip_slope``, ``stick`` (revisions)
     A revise turn reads the earlier attempts and the last attempt's final answer. After a wrong last
     attempt the revision is right with probability ``sigmoid(logit fix + fix_slope logit p_T)`` (``fix``
     at ``p_T = 0.5``, rising with the question's pass@1); otherwise it repeats the last attempt with
     probability ``stick`` or makes a fresh error. After a right last attempt it turns wrong with
-    probability ``flip`` (a fresh error), else stays right. Every turn is independent of the number of
-    attempts before it.
+    probability ``sigmoid(logit flip - flip_slope logit p_T)`` (``flip`` at ``p_T = 0.5``, falling with
+    pass@1; a fresh error), else stays right. ``fix = flip = 0.5`` with both slopes 1 makes a revision
+    exactly a fresh sample (right with ``p_T`` whatever came before); a higher fix or lower flip makes
+    chains of revisions genuinely better. Every turn is independent of the number of attempts before it.
+``phrasings`` (text variety)
+    Each step line is written with one of ``phrasings`` lead-ins and endings (``So 12 * 7 = 84.``), drawn
+    per sample and step, so that samples of one solution are distinct texts, each judged with its own
+    text noise, as a real model's samples are (1: every right solution of a question is one text, and
+    identical beams collapse a beam search). The claims, their values and the answer line do not change.
 
 Step-by-step generation (``step_generate``) is the same distribution: a continuation of a prefix that is
 still on the true path after ``m`` steps draws from the outcome distribution conditioned on no error
@@ -115,7 +122,6 @@ from ttc_agents._scripted import (
     _stable_hash,
     _Step,
     _unit,
-    _write_solution,
     _wrong_result,
 )
 
@@ -137,6 +143,8 @@ _JUDGE_CENTRE: Final = 0.3
 _MAX_SEPARATION: Final = 6.0
 _P_MIN, _P_MAX = 0.001, 0.999
 _NORMAL: Final = NormalDist()
+_LEADS: Final = ("", "So ", "Then ", "Next, ", "Now ", "We get ", "Compute ", "This gives ")
+"""Lead-ins of a step line (with or without a closing period: up to 16 phrasings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,25 +168,29 @@ class PopulationProfile:
     step_auc: float = 0.7
     fix: float = 0.5
     fix_slope: float = 1.0
-    flip: float = 0.1
+    flip: float = 0.5
+    flip_slope: float = 1.0
     stick: float = 0.5
+    phrasings: int = 16
 
     def __post_init__(self) -> None:
         if not self.mixture or any(w <= 0 or a <= 0 or b <= 0 for w, a, b in self.mixture):
             raise ValueError(f"{self.name}: mixture needs positive (weight, alpha, beta) components")
-        for knob in ("conceptual", "distractor", "distractor_below", "attract", "flip", "stick"):
+        for knob in ("conceptual", "distractor", "distractor_below", "attract", "stick"):
             if not 0.0 <= getattr(self, knob) <= 1.0:
                 raise ValueError(f"{self.name}: {knob} must be in [0, 1]")
         for knob in ("judge_auc", "step_auc"):
             if not 0.5 <= getattr(self, knob) < 1.0:
                 raise ValueError(f"{self.name}: {knob} must be in [0.5, 1)")
-        if not 0.0 < self.fix < 1.0:
-            raise ValueError(f"{self.name}: fix must be in (0, 1)")
+        if not (0.0 < self.fix < 1.0 and 0.0 < self.flip < 1.0):
+            raise ValueError(f"{self.name}: fix and flip must be in (0, 1)")
         shares = self.judge_shares
         if min(shares) < 0 or sum(shares) > 1:
             raise ValueError(f"{self.name}: judge_shares must be >= 0 and sum to at most 1")
         if self.judge_sd <= 0 or self.error_step_bias < 0 or self.conceptual_variants < 1:
             raise ValueError(f"{self.name}: judge_sd > 0, error_step_bias >= 0, conceptual_variants >= 1")
+        if not 1 <= self.phrasings <= 2 * len(_LEADS):
+            raise ValueError(f"{self.name}: phrasings must be in [1, {2 * len(_LEADS)}]")
 
     @property
     def model(self) -> str:
@@ -199,8 +211,8 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             "mathlike",
             "The issue's MATH-like population: bimodal difficulty (40% easy around 0.9, 35% hard around "
             "0.06, a middle), half the errors conceptual, a dominant distractor on hard questions, a "
-            "PRM-like judge with final-score AUC 0.76, mild over-optimisation, revisions about as good "
-            "as a fresh sample with some flips.",
+            "PRM-like judge with final-score AUC 0.76, mild over-optimisation, revisions that help a "
+            "little on easy and medium questions (right answers mostly stay right) and not on hard ones.",
             _MATH_MIXTURE,
             conceptual=0.5,
             distractor=0.5,
@@ -211,13 +223,14 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             step_auc=0.7,
             fix=0.5,
             fix_slope=0.9,
-            flip=0.12,
+            flip=0.3,
+            flip_slope=1.0,
             stick=0.4,
         ),
         PopulationProfile(
             "revise",
             "Revisions genuinely help: mostly medium questions, a reviser that fixes wrong attempts "
-            "often (fix 0.7 at pass@1 0.5, still 0.45 at 0.1) and rarely breaks right ones (flip 0.03); "
+            "often (fix 0.7 at pass@1 0.5, 0.58 at 0.2) and rarely breaks right ones (flip 0.08 at 0.5); "
             "an ordinary judge (AUC 0.72) and a weak step signal.",
             ((0.30, 6.0, 2.0), (0.40, 2.0, 2.0), (0.30, 1.5, 6.0)),
             conceptual=0.3,
@@ -228,14 +241,16 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             step_auc=0.62,
             fix=0.7,
             fix_slope=0.4,
-            flip=0.03,
+            flip=0.08,
+            flip_slope=0.5,
             stick=0.2,
         ),
         PopulationProfile(
             "search",
             "Step-level search genuinely helps: medium and hard questions whose errors come early "
             "(error_step_bias 2), an informative step PRM (step AUC 0.92), a good final judge (AUC 0.8) "
-            "with little over-optimisation; revisions are no better than resampling.",
+            "with little over-optimisation; a revision is no better than a fresh sample (fix = pass@1, "
+            "flip = 1 - pass@1).",
             ((0.25, 8.0, 2.0), (0.45, 2.0, 3.0), (0.30, 1.5, 10.0)),
             error_step_bias=2.0,
             conceptual=0.4,
@@ -244,9 +259,10 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             judge_auc=0.8,
             attract=0.02,
             step_auc=0.92,
-            fix=0.45,
+            fix=0.5,
             fix_slope=1.0,
-            flip=0.15,
+            flip=0.5,
+            flip_slope=1.0,
             stick=0.5,
         ),
         PopulationProfile(
@@ -264,13 +280,14 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             step_auc=0.56,
             fix=0.45,
             fix_slope=1.0,
-            flip=0.15,
+            flip=0.55,
+            flip_slope=1.0,
             stick=0.5,
         ),
         PopulationProfile(
             "uniform",
             "Uniform difficulty (pass@1 ~ U(0, 1)), no dominant distractor, half the errors conceptual, "
-            "final-score AUC 0.76, step AUC 0.7, little over-optimisation, neutral revisions.",
+            "final-score AUC 0.76, step AUC 0.7, little over-optimisation, revisions like fresh samples.",
             ((1.0, 1.0, 1.0),),
             conceptual=0.5,
             distractor=0.0,
@@ -279,14 +296,16 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             step_auc=0.7,
             fix=0.5,
             fix_slope=1.0,
-            flip=0.1,
+            flip=0.5,
+            flip_slope=1.0,
             stick=0.5,
         ),
         PopulationProfile(
             "hardtail",
             "Mostly hard questions (60% around pass@1 0.03, a few easy), a strong dominant distractor "
             "(0.7 of the wrong samples below pass@1 0.3), all errors conceptual (the arithmetic checker "
-            "sees nothing), a judge of AUC 0.7 and weak revisions: extra compute buys little.",
+            "sees nothing), a judge of AUC 0.7 and revisions worse than fresh samples: voting and "
+            "best-of-N gain little; only the step score (AUC 0.65) can tell a wrong setup early.",
             ((0.60, 1.0, 30.0), (0.25, 2.0, 5.0), (0.15, 10.0, 2.0)),
             conceptual=1.0,
             distractor=0.7,
@@ -296,7 +315,8 @@ POPULATION_SETTINGS: Final[Mapping[str, PopulationProfile]] = {
             step_auc=0.65,
             fix=0.35,
             fix_slope=1.0,
-            flip=0.2,
+            flip=0.6,
+            flip_slope=1.0,
             stick=0.6,
         ),
     )
@@ -412,12 +432,14 @@ def _hash_normal(*parts: object) -> float:
 _RIGHT: Final = "right"
 _DISTRACTOR: Final = "distractor"
 _ERROR: Final = "error"
+_CARRY: Final = "carry"
 
 
 @dataclass(frozen=True, slots=True)
 class _Event:
     kind: str
-    """``right``, ``distractor`` or ``error`` (a slip or a conceptual error, decided later)."""
+    """``right``, ``distractor``, ``error`` (a slip or a conceptual error, decided later) or ``carry`` (no
+    new error after a prefix that already left the true path)."""
     step: int = -1
     """The first wrong step (-1 for right)."""
 
@@ -538,11 +560,20 @@ def _cached_perturbation(name: str, text: str, step: int, variant: int) -> _Pert
     return None
 
 
-def _write(profile: PopulationProfile, question: _Question, done: int, event: _Event, dice: _Dice) -> _Draft:
-    """The solution from step ``done`` on (the steps before it are the true ones) for ``event``."""
+def _lead_and_tail(profile: PopulationProfile, index: int, dice: _Dice) -> tuple[str, str]:
+    """How step ``index`` is phrased: one of ``phrasings`` lead-in and end variants (the claim is unchanged)."""
+    if profile.phrasings <= 1:
+        return "", ""
+    variant = int(dice.uniform(profile.name, "phrase", index) * profile.phrasings)
+    return _LEADS[variant % len(_LEADS)], "." if variant >= len(_LEADS) else ""
+
+
+def _write(
+    profile: PopulationProfile, question: _Question, prefix: Sequence[Fraction], event: _Event, dice: _Dice
+) -> _Draft:
+    """The solution after the steps whose results are ``prefix``: for ``event`` when the prefix is on the
+    true path, or (``carry``) carrying the prefix's values forward with correct arithmetic."""
     assert question.answer is not None
-    if event.kind == _RIGHT:
-        return _Draft("\n".join(_true_lines(question.text)[done:]))
     name = profile.name
     perturbed: _Perturbed | None = None
     slip = False
@@ -553,11 +584,18 @@ def _write(profile: PopulationProfile, question: _Question, done: int, event: _E
             variant = int(dice.uniform(name, "variant", event.step) * profile.conceptual_variants)
             perturbed = _perturbation(profile, question, event.step, variant)
         slip = perturbed is None
-    values = list(question.values[:done])
+    truth = _true_claims(question.text)
+    values = list(prefix)
     lines: list[str] = []
     spans: list[tuple[int, int]] = []
     offset = 0
-    for index in range(done, len(question.steps)):
+    for index in range(len(values), len(question.steps)):
+        lead, tail = _lead_and_tail(profile, index, dice)
+        if event.kind == _RIGHT:  # the common case, cached
+            lines.append(lead + truth[index] + tail)
+            offset += len(lines[-1]) + 1
+            values.append(question.values[index])
+            continue
         step = question.steps[index]
         op, a, b = step.op, _resolve(step.left, values), _resolve(step.right, values)
         if perturbed is not None and index == perturbed.step:
@@ -567,27 +605,26 @@ def _write(profile: PopulationProfile, question: _Question, done: int, event: _E
         if shaky:
             result = _slip(question, index, step, a, b, dice)
         assert result is not None
-        claim = f"{_fmt_operand(a)} {op} {_fmt_operand(b)} = "
+        claim = f"{lead}{_fmt_operand(a)} {op} {_fmt_operand(b)} = "
         line = claim + _fmt(result)
         if shaky:
             spans.append((offset + len(claim), offset + len(line)))
-        lines.append(line)
-        offset += len(line) + 1
+        lines.append(line + tail)
+        offset += len(lines[-1]) + 1
         values.append(result)
     lines.append(_answer_line(_fmt(values[-1])))
     return _Draft("\n".join(lines), tuple(spans))
 
 
 @functools.lru_cache(maxsize=8192)
-def _true_lines(text: str) -> tuple[str, ...]:
-    """The true solution's lines (its steps, then the answer line)."""
+def _true_claims(text: str) -> tuple[str, ...]:
+    """The true solution's step claims (``a op b = c``), one per binary operation."""
     question = _question(text)
-    lines = [
+    return tuple(
         f"{_fmt_operand(_resolve(step.left, question.values))} {step.op} "
         f"{_fmt_operand(_resolve(step.right, question.values))} = {_fmt(value)}"
         for step, value in zip(question.steps, question.values, strict=True)
-    ]
-    return (*lines, _answer_line(_fmt(question.values[-1])))
+    )
 
 
 def _slip(question: _Question, index: int, step: _Step, a: Fraction, b: Fraction, dice: _Dice) -> Fraction:
@@ -620,7 +657,7 @@ def _path_state(question: _Question, lines: Sequence[str]) -> tuple[int, tuple[i
 
 
 def _generate(profile: PopulationProfile, question: _Question, p: float, dice: _Dice) -> _Draft:
-    return _write(profile, question, 0, _draw_event(profile, question, p, 0, dice), dice)
+    return _write(profile, question, (), _draw_event(profile, question, p, 0, dice), dice)
 
 
 def _continue(profile: PopulationProfile, question: _Question, p: float, steps: Sequence[str], dice: _Dice) -> _Draft:
@@ -636,8 +673,9 @@ def _continue(profile: PopulationProfile, question: _Question, p: float, steps: 
         prefix = [
             value if value is not None else question.values[index] for index, value in enumerate(_step_values(steps))
         ]
-        return _write_solution(question, prefix, 0.0, dice)
-    return _write(profile, question, done, _draw_event(profile, question, p, done, dice), dice)
+        return _write(profile, question, prefix, _Event(_CARRY), dice)
+    event = _draw_event(profile, question, p, done, dice)
+    return _write(profile, question, question.values[:done], event, dice)
 
 
 def _last_attempt(lines: Sequence[str]) -> list[str]:
@@ -650,12 +688,13 @@ def _revise(profile: PopulationProfile, question: _Question, p: float, attempts:
     last = _last_attempt(attempts)
     was_right = _answer_value(_last_boxed("\n".join(last))) == question.answer
     if was_right:
-        right = dice.uniform(name, "flip") >= profile.flip
+        flip = _sigmoid(_logit(profile.flip) - profile.flip_slope * _logit(p))
+        right = dice.uniform(name, "flip") >= flip
     else:
         fix = _sigmoid(_logit(profile.fix) + profile.fix_slope * _logit(p))
         right = dice.uniform(name, "fix") < fix
     if right:
-        return _write(profile, question, 0, _Event(_RIGHT), dice)
+        return _write(profile, question, (), _Event(_RIGHT), dice)
     if (
         not was_right
         and last
@@ -663,7 +702,7 @@ def _revise(profile: PopulationProfile, question: _Question, p: float, attempts:
         and dice.uniform(name, "stick") < profile.stick
     ):
         return _Draft("\n".join(line.strip() for line in last))
-    return _write(profile, question, 0, _draw_event(profile, question, p, 0, dice, wrong_only=True), dice)
+    return _write(profile, question, (), _draw_event(profile, question, p, 0, dice, wrong_only=True), dice)
 
 
 def _verdict(p_yes: float, dice: _Dice, name: str) -> _Draft:
