@@ -9,6 +9,7 @@ import asyncio
 import json
 import math
 import shutil
+import statistics
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -365,7 +366,16 @@ def test_the_router_runs_at_every_budget_when_a_policy_is_given(policy_path: Pat
     settings = {(s["setting"], s["budget"]) for s in result.summary["settings"]}
     assert {("router", b) for b in BUDGETS} <= settings
     assert result.summary["run"]["strategies"] == ["best_of_n", "router"]
-    assert "compute-optimal router" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "compute-optimal router" in report
+    # The router is compared with best-of-N weighted at its own mean tokens, not at nominal N.
+    matched = result.summary["matched"]
+    assert [m["N"] for m in matched] == sorted(BUDGETS)
+    for m in matched:
+        router_tokens = statistics.fmean(r["usage"]["tokens"] for r in router if r["budget"] == m["N"])
+        assert m["tokens"] == pytest.approx(router_tokens)
+        assert m["delta_ci"][0] <= m["delta"] <= m["delta_ci"][1]
+    assert "Router at matched compute" in report
 
 
 def test_a_policy_for_another_verifier_is_refused_unless_forced(policy_path: Path, tmp_path: Path) -> None:

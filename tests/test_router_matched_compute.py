@@ -4,7 +4,6 @@ held-out evaluation's statistics (matched tokens, compute factor)."""
 from __future__ import annotations
 
 import math
-import random
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ from ttc_agents._budget import LedgerEntry, LedgerSnapshot, Usage
 from ttc_agents._calibrate import run_grid, standalone_cost
 from ttc_agents._candidates import Candidate
 from ttc_agents._datasets import load_problems
+from ttc_agents._matched import CurvePoint, compute_factor, interpolate_accuracy, matched_compute
 from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
-from ttc_agents.bench.router_eval import CurvePoint, compute_factor, interpolate_accuracy, matched_compute
 from ttc_agents.graphs.router import Router, routed_answer
 
 MODEL = "scripted/arith"
@@ -54,7 +53,6 @@ def one_bin_policy(entries: list[PolicyEntry], **fields: object) -> Policy:
 async def test_best_of_n_after_the_probe_draws_new_samples_not_copies_of_the_probe() -> None:
     policy = one_bin_policy([entry(BestOfNSpec(n=8), 8, 0.8, 800)])
     router = Router(policy, verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
-    random.seed(11)  # the probe's fresh seed per question comes from `random`
     result = await router.graph.ainvoke({"question": HARD, "generation_budget": 8})
     texts = [c.text for c in result["candidates"]]
     assert len(texts) == 8 and result["trace"]["probe_reused"] == 4

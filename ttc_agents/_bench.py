@@ -60,7 +60,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tqdm import tqdm
 
-from ttc_agents._budget import Usage
 from ttc_agents._calibrate import (
     STRATEGY_NAMES,
     CalibrationError,
@@ -292,14 +291,6 @@ def _resume(
 # ---------------------------------------------------------------------------------------------
 
 
-def _cost(usage: Usage) -> Cost:
-    return Cost(samples=usage.samples, tokens=usage.total_tokens, usd=usage.usd, flops=usage.flops)
-
-
-def _add(a: Cost, b: Cost) -> Cost:
-    return Cost(samples=a.samples + b.samples, tokens=a.tokens + b.tokens, usd=a.usd + b.usd, flops=a.flops + b.flops)
-
-
 def _seeded(policy: Policy, seed: int) -> Policy:
     """``policy`` with every strategy's sampling seed set to ``seed``."""
 
@@ -402,7 +393,7 @@ class _Runner:
                 except Exception as exc:
                     raise BenchUnitError(f"question {problem.id!r}, router at N={budget}, seed {seed}: {exc}") from exc
                 answer = output.get("answer")
-                cost = _cost(output["ledger"].total)
+                cost = Cost.of(output["ledger"].total)
                 trace = output.get("trace", {})
                 choice = trace.get("choice") or {}
                 rows.append(
@@ -422,7 +413,7 @@ class _Runner:
                         "router_bin": trace.get("bin"),
                     }
                 )
-                spent = _add(spent, cost)
+                spent = spent + cost
         oracle = None if difficulty is None else difficulty.oracle
         probe = None if difficulty is None else difficulty.probe
         for row in rows:
@@ -655,7 +646,7 @@ async def _run_units(
         async with limit:
             rows = await runner.unit(problem, seed)
         _append_rows(path, rows)
-        spent[0] = _add(spent[0], Cost.model_validate(rows[0]["unit_spent"]) if rows else Cost())
+        spent[0] = spent[0] + Cost.model_validate(rows[0]["unit_spent"]) if rows else Cost()
         bar.set_postfix_str(_spend_text(spent[0]), refresh=False)
         bar.update(1)
 
@@ -775,15 +766,16 @@ def summarize(
     units: dict[tuple[str, int], Cost] = {}
     cells = Cost()
     for row in rows:
-        cells = _add(cells, Cost.model_validate(row["usage"]))
+        cells = cells + Cost.model_validate(row["usage"])
         if "unit_spent" in row:
             units[(str(row["question_id"]), int(row["seed"]))] = Cost.model_validate(row["unit_spent"])
     grid = Cost()
     for cost in units.values():
-        grid = _add(grid, cost)
+        grid = grid + cost
     return {
         "settings": _group_stats(rows),
         "bins": per_bin,
+        "matched": matched_rows(rows),
         "cost": {
             "grid": grid.model_dump(),
             "cells": cells.model_dump(),
@@ -792,6 +784,48 @@ def summarize(
         },
         "rows": len(rows),
     }
+
+
+def matched_rows(rows: Sequence[Row], *, seed: int = 0) -> list[dict[str, Any]]:
+    """Per router budget N: the router against best-of-N weighted at the router's own mean tokens
+    (:func:`~ttc_agents._matched.matched_compute`; per question means over seeds; questions that
+    have both). Empty without router rows or a best-of-N weighted curve."""
+    import numpy as np
+
+    from ttc_agents._matched import matched_compute
+
+    def per_question(setting: str) -> dict[int, dict[str, tuple[float, float]]]:
+        groups: dict[int, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+        for row in rows:
+            if row["setting"] == setting:
+                pair = (float(row["usage"]["tokens"]), float(bool(row["correct"])))
+                groups[int(row["budget"])][str(row["question_id"])].append(pair)
+        return {
+            n: {q: (statistics.fmean(t for t, _ in v), statistics.fmean(c for _, c in v)) for q, v in by_q.items()}
+            for n, by_q in groups.items()
+        }
+
+    router, bon = per_question("router"), per_question("best_of_n_weighted")
+    if not router or not bon:
+        return []
+    curve_budgets = sorted(bon)
+    out = []
+    for n in sorted(router):
+        questions = sorted(q for q in router[n] if all(q in bon[b] for b in curve_budgets))
+        if len(questions) < 2:
+            continue
+        bon_tokens = np.array([[bon[b][q][0] for b in curve_budgets] for q in questions])
+        bon_correct = np.array([[bon[b][q][1] for b in curve_budgets] for q in questions])
+        tokens = np.array([router[n][q][0] for q in questions])
+        correct = np.array([router[n][q][1] for q in questions])
+        out.append(
+            {
+                "N": n,
+                "questions": len(questions),
+                **matched_compute(bon_tokens, bon_correct, tokens, correct, seed=seed),
+            }
+        )
+    return out
 
 
 def _bins(
@@ -878,6 +912,20 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                 cell = table.get((b["bin"], s["setting"], s["budget"]))
                 cells.append(f"{cell['accuracy']['mean']:>8.3f}" if cell else f"{'-':>8}")
             lines.append(f"{_label(s['setting']):<24} {s['budget']:>4}  " + " ".join(cells))
+    if summary.get("matched"):
+        lines.append("")
+        lines.append("router vs best-of-N weighted at the router's own mean tokens (95% bootstrap over questions)")
+        lines.append(
+            f"{'N':>4} {'router':>7} {'tokens/q':>9} {'bon-w@tokens':>12} {'delta':>7} {'CI':<18} "
+            f"{'compute factor':>14}"
+        )
+        for m in summary["matched"]:
+            factor = m["compute_factor"]
+            factor_text = ">max" if math.isinf(factor) or factor >= 1e6 else f"{factor:.2f}x"
+            lines.append(
+                f"{m['N']:>4} {m['accuracy']:>7.3f} {m['tokens']:>9.0f} {m['best_of_n_at_tokens']:>12.3f} "
+                f"{m['delta']:>+7.3f} [{m['delta_ci'][0]:+.3f}, {m['delta_ci'][1]:+.3f}] {factor_text:>14}"
+            )
     cost = summary["cost"]
     grid, cells_cost = Cost.model_validate(cost["grid"]), Cost.model_validate(cost["cells"])
     lines.append("")
@@ -1003,6 +1051,30 @@ def _markdown_tables(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _matched_markdown(summary: Mapping[str, Any]) -> list[str]:
+    if not summary.get("matched"):
+        return []
+    lines = [
+        "## Router at matched compute",
+        "",
+        "The router at generation budget N against best-of-N weighted interpolated at the router's own mean "
+        "tokens (probe and verifier included); compute factor: the tokens best-of-N weighted needs to reach the "
+        "router's accuracy, over the router's. 95% paired bootstrap intervals over questions.",
+        "",
+        "| N | router accuracy | tokens/q | best-of-N w. at those tokens | difference (95% CI) "
+        "| compute factor (95% CI) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in summary["matched"]:
+        low, high = m["compute_factor_ci"]
+        lines.append(
+            f"| {m['N']} | {m['accuracy']:.3f} | {m['tokens']:.0f} | {m['best_of_n_at_tokens']:.3f} | "
+            f"{m['delta']:+.3f} [{m['delta_ci'][0]:+.3f}, {m['delta_ci'][1]:+.3f}] | "
+            f"{m['compute_factor']:.2f}x [{low:.2f}x, {high:.2f}x] |"
+        )
+    return [*lines, ""]
+
+
 def _report(summary: Mapping[str, Any], command: str | None) -> str:
     run = summary.get("run", {})
     cost = summary["cost"]
@@ -1035,6 +1107,7 @@ def _report(summary: Mapping[str, Any], command: str | None) -> str:
         "",
         *_markdown_tables(summary),
         "",
+        *_matched_markdown(summary),
         "## Accuracy vs compute",
         "",
         "![accuracy vs tokens](accuracy_vs_tokens.png)",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,9 +152,9 @@ class ProbeEstimator:
     """``samples`` probe samples scored by the verifier, binned by ``thresholds``.
 
     The statistic is ``predictor``'s pass@1 from :func:`probe_features` when there is one, else the
-    mean verifier final score. ``seed`` None draws a fresh seed per question (reported in the
-    evidence), so that a seeded or deterministic backend gives independent probes, and a strategy
-    that continues after the probe can draw *other* samples (see :attr:`DifficultyEstimate.seed`).
+    mean verifier final score. ``seed`` None derives the seed from the question text (reported in
+    the evidence): reproducible, different per question, and explicit, so that a strategy that
+    continues after the probe can draw *other* samples (see :attr:`DifficultyEstimate.seed`).
     """
 
     thresholds: Sequence[float]
@@ -167,7 +166,7 @@ class ProbeEstimator:
     max_tokens: int | None = None
 
     async def estimate(self, ctx: SearchContext, state: StrategyState, ledger: Ledger) -> DifficultyEstimate:
-        seed = self.seed if self.seed is not None else random.randrange(2**31)
+        seed = self.seed if self.seed is not None else _question_seed(state["question"])
         probes = await sample_solutions(
             ctx,
             ledger,
@@ -197,6 +196,10 @@ class ProbeEstimator:
             candidates=tuple(scored),
             seed=seed,
         )
+
+
+def _question_seed(question: str) -> int:
+    return int.from_bytes(hashlib.blake2b(question.encode("utf-8", "surrogatepass"), digest_size=4).digest()) >> 1
 
 
 def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:

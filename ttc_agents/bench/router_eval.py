@@ -31,92 +31,15 @@ import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["CurvePoint", "compute_factor", "interpolate_accuracy", "main", "matched_compute"]
+from ttc_agents._matched import CURVE_BUDGETS, matched_compute, paired_difference
 
-CURVE_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
-BOOTSTRAP = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class CurvePoint:
-    """Best-of-N weighted at one N: mean tokens and accuracy."""
-
-    n: int
-    tokens: float
-    accuracy: float
-
-
-def interpolate_accuracy(curve: Sequence[CurvePoint], tokens: float) -> float:
-    """Best-of-N weighted's accuracy at ``tokens``: linear in log tokens between measured points,
-    the monotone envelope (more samples never hurt on average), flat beyond the ends."""
-    xs, ys = _envelope(curve)
-    return float(np.interp(math.log(max(tokens, 1e-9)), xs, ys))
-
-
-def compute_factor(curve: Sequence[CurvePoint], accuracy: float, tokens: float) -> float:
-    """Tokens best-of-N weighted needs to reach ``accuracy``, over ``tokens``; ``inf`` when no
-    measured N reaches it, below 1 when best-of-N weighted gets there cheaper."""
-    xs, ys = _envelope(curve)
-    if accuracy > ys[-1] + 1e-12:
-        return math.inf
-    if accuracy <= ys[0]:
-        return math.exp(xs[0]) / tokens
-    index = int(np.searchsorted(ys, accuracy - 1e-12))
-    x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
-    x = x1 if y1 == y0 else x0 + (accuracy - y0) * (x1 - x0) / (y1 - y0)
-    return math.exp(x) / tokens
-
-
-def _envelope(curve: Sequence[CurvePoint]) -> tuple[list[float], list[float]]:
-    points = sorted(curve, key=lambda p: p.tokens)
-    xs = [math.log(p.tokens) for p in points]
-    ys = list(np.maximum.accumulate([p.accuracy for p in points]))
-    return xs, ys
-
-
-def matched_compute(
-    bon_tokens: np.ndarray, bon_correct: np.ndarray, tokens: np.ndarray, correct: np.ndarray, *, seed: int = 0
-) -> dict[str, Any]:
-    """Router (per-question ``tokens``, ``correct``) against best-of-N weighted (per question x N
-    arrays) at the router's mean tokens, with paired bootstrap intervals over questions."""
-
-    def stats(index: np.ndarray) -> tuple[float, float, float]:
-        curve = [
-            CurvePoint(n, float(bon_tokens[index, i].mean()), float(bon_correct[index, i].mean()))
-            for i, n in enumerate(CURVE_BUDGETS[: bon_tokens.shape[1]])
-        ]
-        spent, accuracy = float(tokens[index].mean()), float(correct[index].mean())
-        return accuracy - interpolate_accuracy(curve, spent), compute_factor(curve, accuracy, spent), accuracy
-
-    everyone = np.arange(len(tokens))
-    delta, factor, accuracy = stats(everyone)
-    rng = np.random.default_rng(seed)
-    draws = [stats(rng.integers(0, len(tokens), len(tokens))) for _ in range(BOOTSTRAP)]
-    deltas = np.array([d[0] for d in draws])
-    factors = np.array([min(d[1], 1e6) for d in draws])
-    return {
-        "accuracy": accuracy,
-        "tokens": float(tokens.mean()),
-        "best_of_n_at_tokens": accuracy - delta,
-        "delta": delta,
-        "delta_ci": [float(np.quantile(deltas, 0.025)), float(np.quantile(deltas, 0.975))],
-        "compute_factor": factor,
-        "compute_factor_ci": [float(np.quantile(factors, 0.025)), float(np.quantile(factors, 0.975))],
-    }
-
-
-def _paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, list[float]]:
-    rng = np.random.default_rng(seed)
-    diffs = a.astype(float) - b.astype(float)
-    draws = [diffs[rng.integers(0, len(diffs), len(diffs))].mean() for _ in range(BOOTSTRAP)]
-    return float(diffs.mean()), [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))]
+__all__ = ["format_report", "main"]
 
 
 def _setting_model(setting: str) -> tuple[str, str]:
@@ -200,7 +123,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     dev_curve = _dev_curve(result.grid)
     hard = []
     for n in budgets:
-        limit_tokens = int(dev_bon.get(n) or dev_curve[n])
+        limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
         fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
         bon_graph = build_strategy_graph(
             BestOfNSpec(n=max(fits), selection="weighted"), model=capped, verifier=verifier
@@ -212,7 +135,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
         )
         r_correct = np.array([c for _, c in routed], dtype=float)
         b_correct = np.array([c for _, c in plain], dtype=float)
-        delta, ci = _paired(r_correct, b_correct, seed=args.seed)
+        delta, ci = paired_difference(r_correct, b_correct, seed=args.seed)
         hard.append(
             {
                 "T": limit_tokens,
