@@ -306,10 +306,12 @@ class _GridRunner:
         gateway: Gateway,
         probe_samples: int,
         seed: int,
+        search_budgets: Sequence[int] | None = None,
     ) -> None:
         self.models = list(models)
         self.verifier = verifier
         self.budgets = list(budgets)
+        self.search_budgets = self.budgets if search_budgets is None else sorted(set(search_budgets))
         self.strategies = list(strategies)
         self.gateway = gateway
         self.probe_samples = probe_samples
@@ -321,7 +323,7 @@ class _GridRunner:
             for strategy in self.strategies:
                 if strategy == "best_of_n":
                     continue
-                for budget in self.budgets:
+                for budget in self.search_budgets:
                     for action in actions_for(strategy, model.name, budget):
                         self.graphs[(model.name, action.key)] = self._compile(action, model)
         self._prices: dict[str, tuple[float | None, float | None]] = {}
@@ -349,7 +351,7 @@ class _GridRunner:
         for strategy in self.strategies:
             if strategy == "best_of_n":
                 continue
-            for budget in self.budgets:
+            for budget in self.search_budgets:
                 for action in actions_for(strategy, model.name, budget):
                     await self._graph_cell(problem, model, action, budget, result, book)
         return result
@@ -461,6 +463,12 @@ def _grade_all(problem: Problem, answers: Sequence[str | None]) -> dict[str | No
     return {answer: grade(problem, answer) for answer in dict.fromkeys(answers)}
 
 
+def _validate_budgets(budgets: Sequence[int]) -> list[int]:
+    if not budgets or any(not isinstance(b, int) or b < 1 for b in budgets):
+        raise ValueError(f"budgets must be positive integers, got {list(budgets)}")
+    return sorted(set(budgets))
+
+
 def _validate(
     problems: Sequence[Problem],
     models: Sequence[ModelSpec],
@@ -504,8 +512,13 @@ async def run_grid(
     concurrency: int = 8,
     progress: bool = True,
     seed: int = 0,
+    search_budgets: Sequence[int] | None = None,
 ) -> Grid:
     """Measure every (question, action, budget) cell; see the module docstring for what runs.
+
+    ``search_budgets`` (default: ``budgets``) are the budgets the strategies other than best-of-N
+    run at: best-of-N is read from the sample pool at every budget for little cost, while a search
+    or revision cell costs a graph run each, so a long best-of-N curve need not mean as many runs.
 
     ``strategies`` are names from :data:`STRATEGY_NAMES`. ``concurrency`` bounds how many
     (question x model) units run at once; ``progress`` shows a tqdm bar over those units with the
@@ -523,6 +536,7 @@ async def run_grid(
         gateway=gateway or get_default_gateway(),
         probe_samples=probe_samples,
         seed=seed,
+        search_budgets=None if search_budgets is None else _validate_budgets(search_budgets),
     )
     limit = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(problems) * len(specs), desc="calibrate", unit="unit", disable=not progress, file=sys.stderr)
@@ -680,6 +694,7 @@ async def calibrate(
     progress: bool = True,
     seed: int = 0,
     verifier_name: str | None = None,
+    search_budgets: Sequence[int] | None = None,
 ) -> CalibrationResult:
     """Run the grid (:func:`run_grid`) and fit the policy (:func:`fit_grid`).
 
@@ -702,6 +717,7 @@ async def calibrate(
         concurrency=concurrency,
         progress=progress,
         seed=seed,
+        search_budgets=search_budgets,
     )
     policy = fit_grid(grid, dataset=dataset, estimator=estimator, seed=seed, verifier_name=verifier_name)
     return CalibrationResult(policy, grid)

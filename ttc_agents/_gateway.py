@@ -27,10 +27,8 @@ cancelled when one fails (:func:`gather_or_cancel`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
-from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -224,7 +222,6 @@ class Gateway:
     _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
     _groups: RouterGroups = field(default_factory=RouterGroups)
-    _prompt_sizes: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     async def sample(
         self,
@@ -301,10 +298,14 @@ class Gateway:
         # once settled, what calls really used leaves room for more. A server that honours n gets one
         # request per wave; one that does not, parallel single-sample calls.
         while have < k and not ledger.overrun_tokens:
+            # The server counted these very messages already: later waves reserve that, not the bound.
+            prompt = min(
+                (r.usage.prompt_tokens // max(r.usage.calls, 1) for r in results if r.usage.prompt_tokens), default=None
+            )
             if honours_n:
-                wave = [self._call(spec, messages, k - have, base + have, request, ledger, node)]
+                wave = [self._call(spec, messages, k - have, base + have, request, ledger, node, prompt)]
             else:
-                wave = [self._call(spec, messages, 1, base + i, request, ledger, node) for i in range(have, k)]
+                wave = [self._call(spec, messages, 1, base + i, request, ledger, node, prompt) for i in range(have, k)]
             fresh = [r for r in await gather_or_cancel(*wave) if r is not None and r.samples]
             if not fresh:
                 break
@@ -324,8 +325,12 @@ class Gateway:
         request: dict[str, Any],
         ledger: Ledger,
         node: str,
+        prompt_tokens: int | None = None,
     ) -> _CallResult | None:
         """One request (with retries) under a reservation; None when the budget refused it.
+
+        ``prompt_tokens`` is the prompt size to reserve: the UTF-8 bound of ``messages`` by default,
+        or the count the server reported for these very messages earlier in the same sampling.
 
         An answer without any choice may still have been billed (its prompt at least): it is booked
         as a failed call with what it billed, and the next attempt takes a reservation of its own, so
@@ -337,13 +342,14 @@ class Gateway:
         """
         in_price, out_price = self.prices(spec)
         max_tokens = int(request["max_tokens"])
+        prompt_bound = prompt_token_bound(messages) if prompt_tokens is None else prompt_tokens
         tries = _Tries(left=self.retry.max_attempts)
         attempt = 0
         while True:
             attempt += 1
             reservation = await ledger.reserve_waiting(
                 n,
-                prompt_tokens=self._prompt_size(spec, messages),
+                prompt_tokens=prompt_bound,
                 max_completion_tokens=max_tokens,
                 usd_per_prompt_token=in_price,
                 usd_per_completion_token=out_price,
@@ -391,29 +397,12 @@ class Gateway:
             usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
             ledger.settle(reservation, usage, node=node, model=book_as)
             self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
-            self._remember_prompt_size(spec, messages, prompt_tokens)
             want_logprobs = "logprobs" in kwargs
             samples = [
                 Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
                 for c in choices
             ]
             return _CallResult(samples, usage, granted=reservation.n)
-
-    def _prompt_size(self, spec: ModelSpec, messages: Sequence[Message]) -> int:
-        """The prompt size a reservation holds: the byte bound, or the count the same model's server
-        reported for these very messages (an exact count: same model, same messages, same tokens)."""
-        bound = prompt_token_bound(messages)
-        known = self._prompt_sizes.get(_prompt_key(spec, messages))
-        return bound if known is None else min(bound, known)
-
-    def _remember_prompt_size(self, spec: ModelSpec, messages: Sequence[Message], prompt_tokens: int) -> None:
-        if prompt_tokens <= 0:
-            return
-        key = _prompt_key(spec, messages)
-        self._prompt_sizes[key] = prompt_tokens
-        self._prompt_sizes.move_to_end(key)
-        while len(self._prompt_sizes) > _PROMPT_SIZES_KEPT:
-            self._prompt_sizes.popitem(last=False)
 
     @staticmethod
     def _close_unanswered(ledger: Ledger, reservation: Reservation, tries: _Tries, spec: ModelSpec, node: str) -> None:
@@ -647,14 +636,6 @@ class _CallResult:
     usage: Usage
     granted: int = 0
     """The ``n`` the budget granted (a server that ignores ``n`` answers fewer)."""
-
-
-_PROMPT_SIZES_KEPT = 4096
-
-
-def _prompt_key(spec: ModelSpec, messages: Sequence[Message]) -> str:
-    text = json.dumps([spec.name, spec.api_base, list(messages)], sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)
