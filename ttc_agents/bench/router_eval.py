@@ -5,7 +5,8 @@ For every setting (a model of the scripted double: ``arith`` or a synthetic popu
 and, on the other half:
 
 1. measures best-of-N weighted's accuracy-vs-tokens curve (N = 1 ... 64, one seeded pool per
-   question, each N charged what a best-of-N run alone costs, verifier included);
+   question, each N charged what a best-of-N run alone costs, verifier included), the policy having
+   been calibrated on the same best-of-N budgets and the other strategies at ``--search-budgets``;
 2. runs the router at generation budgets N (probe and verifier counted in its tokens) and compares
    it with best-of-N weighted **at the router's own mean tokens** (interpolated on the curve, linear
    in log tokens), and reports the *compute factor*: the tokens best-of-N weighted needs to reach the
@@ -70,6 +71,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
         models=[model],
         verifier=verifier,
         budgets=sorted({*CURVE_BUDGETS[: CURVE_BUDGETS.index(args.max_n) + 1]} | set(budgets)),
+        search_budgets=[int(b) for b in args.search_budgets.split(",")],
         strategies=args.strategies.split(","),
         dataset=f"arith?size={args.size}&seed={args.data_seed} (dev half)",
         progress=False,
@@ -276,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--strategies", default="best_of_n,beam_search,revision")
     parser.add_argument("--budgets", default="4,8,16")
-    parser.add_argument("--max-n", type=int, default=64, choices=CURVE_BUDGETS)
+    parser.add_argument("--max-n", type=int, default=64, choices=CURVE_BUDGETS, help="best-of-N curve up to this N")
+    parser.add_argument(
+        "--search-budgets", default="2,4,8,16", help="budgets the strategies other than best-of-N are calibrated at"
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-router")
