@@ -19,7 +19,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
@@ -430,18 +430,6 @@ class Ledger:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def merge_snapshots(base: LedgerSnapshot, *others: LedgerSnapshot) -> LedgerSnapshot:
-    """``base`` plus the entries of ``others`` (for a parent graph collecting a child's spend)."""
-    entries = list(base.entries)
-    for other in others:
-        entries.extend(other.entries)
-    stopped = base.stopped_by or next((o.stopped_by for o in others if o.stopped_by), None)
-    overrun = base.overrun_tokens + sum(o.overrun_tokens for o in others)
-    if overrun:
-        stopped = SERVER_IGNORED_MAX_TOKENS
-    return replace(base, entries=tuple(entries), stopped_by=stopped, overrun_tokens=overrun)
 
 
 LEDGER_ATTRIBUTE: Final = "ttc_ledger"
