@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal
 
-from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from ttc_agents._budget import Budget, Ledger
@@ -32,7 +31,7 @@ from ttc_agents._search import (
     finish,
     grow_tree,
     score_fresh,
-    start_run,
+    tree_search_graph,
 )
 from ttc_agents._specs import DVTSSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
@@ -90,16 +89,4 @@ def build_dvts_graph(
         pool = state["candidates"] + best_so_far(state["frontier"])
         return finish(state, pool, select_answer(pool, "weighted"))
 
-    graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
-    graph.add_node("start", start_run(ctx, spec))
-    graph.add_node("expand", expand)
-    graph.add_node("verify", verify)
-    graph.add_node("prune", prune)
-    graph.add_node("select", select)
-    graph.add_edge(START, "start")
-    graph.add_edge("start", "expand")
-    graph.add_edge("expand", "verify")
-    graph.add_edge("verify", "prune")
-    graph.add_conditional_edges("prune", route)
-    graph.add_edge("select", END)
-    return graph.compile(name="dvts").with_config(recursion_limit=3 * spec.max_rounds + 10)
+    return tree_search_graph("dvts", ctx, spec, expand=expand, verify=verify, prune=prune, route=route, select=select)

@@ -9,10 +9,12 @@ immutable snapshot.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Required, TypedDict
+from typing import Any, Literal, Protocol, Required, TypedDict
 
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
 from ttc_agents._answers import extract_answer, split_steps
@@ -39,6 +41,7 @@ __all__ = [
     "score_candidates",
     "score_fresh",
     "start_run",
+    "tree_search_graph",
 ]
 
 
@@ -322,3 +325,45 @@ async def score_candidates(
 def finish(state: StrategyState, candidates: list[Candidate], choice: Selection) -> StrategyState:
     """The last node's update: the selected answer, all candidates, and why the run stopped."""
     return {"answer": choice.answer, "candidates": candidates, "stopped_by": state["ledger"].stopped_by}
+
+
+class AsyncNode(Protocol):
+    """A graph node that calls models: the state in, its update out."""
+
+    def __call__(self, state: StrategyState) -> Awaitable[StrategyState]: ...
+
+
+class SyncNode(Protocol):
+    """A graph node that only computes: the state in, its update out."""
+
+    def __call__(self, state: StrategyState) -> StrategyState: ...
+
+
+def tree_search_graph(
+    name: str,
+    ctx: SearchContext,
+    spec: TreeSearchSpec,
+    *,
+    expand: AsyncNode,
+    verify: AsyncNode,
+    prune: SyncNode,
+    route: Callable[[StrategyState], Literal["expand", "select"]],
+    select: AsyncNode,
+) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
+    """The wiring beam search and DVTS share, around their own moves::
+
+    START -> start -> expand -> verify -> prune --route--> expand | select -> END
+    """
+    graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
+    graph.add_node("start", start_run(ctx, spec))
+    graph.add_node("expand", expand)
+    graph.add_node("verify", verify)
+    graph.add_node("prune", prune)
+    graph.add_node("select", select)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "expand")
+    graph.add_edge("expand", "verify")
+    graph.add_edge("verify", "prune")
+    graph.add_conditional_edges("prune", route)
+    graph.add_edge("select", END)
+    return graph.compile(name=name).with_config(recursion_limit=3 * spec.max_rounds + 10)
