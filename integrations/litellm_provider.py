@@ -35,15 +35,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import Runnable
-from litellm.llms.custom_llm import CustomLLM, CustomLLMError
-from litellm.types.utils import GenericStreamingChunk, ModelResponse, Usage
+from litellm.types.utils import ModelResponse, Usage
 
 from ttc_agents._budget import Budget, LedgerSnapshot
+from ttc_agents._custom_llm import StreamingCustomLLMAdapter, custom_llm_error
 from ttc_agents._litellm import litellm
 from ttc_agents._workflow import Workflow, WorkflowConfigError, load_workflow, load_workflows
 from ttc_agents.integrations.chat_model import (
@@ -63,12 +63,7 @@ WorkflowSource = str | os.PathLike[str] | Mapping[str, Runnable[Any, Any] | Work
 """A workflow YAML file, or a mapping from names to compiled graphs or :class:`Workflow` objects."""
 
 
-def _error(status_code: int, message: str) -> CustomLLMError:
-    """An error LiteLLM maps by status code (400 BadRequestError, 404 NotFoundError, 500 ...)."""
-    return CustomLLMError(status_code=status_code, message=message)  # type: ignore[no-untyped-call]
-
-
-class TTCProvider(CustomLLM):
+class TTCProvider(StreamingCustomLLMAdapter):
     """The LiteLLM handler of the ``ttc`` provider: ``ttc/<name>`` runs the workflow ``name``.
 
     ``workflows`` is a workflow YAML file or a mapping ``{name: compiled graph | Workflow}``; None
@@ -102,7 +97,7 @@ class TTCProvider(CustomLLM):
             return self._source
         path = os.environ.get("TTC_WORKFLOWS")
         if not path:
-            raise _error(
+            raise custom_llm_error(
                 500,
                 "ttc provider: no workflows configured; set TTC_WORKFLOWS to a workflow YAML file or call "
                 "register_ttc_provider(workflows=...)",
@@ -117,7 +112,8 @@ class TTCProvider(CustomLLM):
             source = self._resolved_source()
             if isinstance(source, Mapping):
                 if name not in source:
-                    raise _error(404, f"ttc provider: no workflow {name!r}; known: {', '.join(sorted(source))}")
+                    known = ", ".join(sorted(source))
+                    raise custom_llm_error(404, f"ttc provider: no workflow {name!r}; known: {known}")
                 item = source[name]
                 graph = item.build(gateway=self._gateway) if isinstance(item, Workflow) else item
             else:
@@ -125,7 +121,7 @@ class TTCProvider(CustomLLM):
                 try:
                     graph = load_workflow(path, name).build(gateway=self._gateway, base_dir=path.parent)
                 except WorkflowConfigError as exc:
-                    raise _error(404 if f"no workflow {name!r}" in str(exc) else 500, str(exc)) from exc
+                    raise custom_llm_error(404 if f"no workflow {name!r}" in str(exc) else 500, str(exc)) from exc
             self._graphs[name] = graph
             return graph
 
@@ -137,11 +133,11 @@ class TTCProvider(CustomLLM):
         """Run workflow ``model`` (``name`` or ``ttc/name``) on ``messages``; fill ``model_response``."""
         name = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
         if optional_params.get("tools") or optional_params.get("functions"):
-            raise _error(400, TOOLS_MESSAGE)
+            raise custom_llm_error(400, TOOLS_MESSAGE)
         try:
             question, context = split_conversation([_as_dict(m) for m in messages])
         except ValueError as exc:
-            raise _error(400, f"ttc provider: {exc}") from exc
+            raise custom_llm_error(400, f"ttc provider: {exc}") from exc
         graph = self.graph(name)
         label = graph_label(graph)
         inputs: dict[str, Any] = {"question": question, "context": context}
@@ -167,98 +163,12 @@ class TTCProvider(CustomLLM):
         model_response._hidden_params["ttc"] = facts
         return model_response
 
-    # -- the CustomLLM interface ----------------------------------------------------------------
-
-    async def acompletion(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
-        """Answer with the workflow, on the caller's event loop."""
-        return await self.respond(model, messages, optional_params, model_response)
-
-    def completion(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
+    def respond_sync(
+        self, model: str, messages: list[Any], optional_params: Mapping[str, Any], model_response: ModelResponse
     ) -> ModelResponse:
         """Answer synchronously (safe inside a running event loop)."""
         response: ModelResponse = run_sync(self.respond(model, messages, optional_params, model_response))
         return response
-
-    async def astreaming(  # type: ignore[override,misc]
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> AsyncIterator[GenericStreamingChunk]:
-        """The answer as one chunk (with usage) once the workflow is done."""
-        response = await self.respond(model, messages, optional_params, model_response)
-        yield _chunk(response)
-
-    def streaming(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> Iterator[GenericStreamingChunk]:
-        """The answer as one chunk (with usage), synchronously."""
-        response = run_sync(self.respond(model, messages, optional_params, model_response))
-        yield _chunk(response)
 
 
 def _as_dict(message: Any) -> dict[str, Any]:
@@ -267,7 +177,7 @@ def _as_dict(message: Any) -> dict[str, Any]:
     dump = getattr(message, "model_dump", None)
     if callable(dump):
         return dict(dump())
-    raise _error(400, f"ttc provider: not a chat message: {message!r}")
+    raise custom_llm_error(400, f"ttc provider: not a chat message: {message!r}")
 
 
 def _budget(optional_params: Mapping[str, Any]) -> Budget | None:
@@ -280,23 +190,7 @@ def _budget(optional_params: Mapping[str, Any]) -> Budget | None:
     try:
         return raw if isinstance(raw, Budget) else Budget.model_validate(raw)
     except ValueError as exc:
-        raise _error(400, f"ttc provider: invalid budget: {exc}") from exc
-
-
-def _chunk(response: ModelResponse) -> GenericStreamingChunk:
-    usage = getattr(response, "usage", None)
-    return GenericStreamingChunk(
-        text=str(response.choices[0].message.content or ""),
-        tool_use=None,
-        is_finished=True,
-        finish_reason="stop",
-        usage={
-            "prompt_tokens": usage.prompt_tokens if usage else 0,
-            "completion_tokens": usage.completion_tokens if usage else 0,
-            "total_tokens": usage.total_tokens if usage else 0,
-        },
-        index=0,
-    )
+        raise custom_llm_error(400, f"ttc provider: invalid budget: {exc}") from exc
 
 
 ttc_provider = TTCProvider()

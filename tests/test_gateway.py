@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from ttc_agents import Budget, Gateway, Ledger, ModelSpec, RetryPolicy
-from ttc_agents._gateway import is_retryable, prompt_token_bound
+from ttc_agents._gateway import prompt_token_bound
 from ttc_agents._litellm import litellm
+from ttc_agents._retry import is_retryable
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]

@@ -33,19 +33,12 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from litellm.exceptions import APIConnectionError, Timeout
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from litellm.exceptions import Timeout
 
 from ttc_agents._budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
 from ttc_agents._litellm import litellm
 from ttc_agents._models import ModelSpec
+from ttc_agents._retry import OutOfTime, RetryableError, RetryPolicy, async_retrying, backoff_seconds
 from ttc_agents._router_group import RouterGroups, failed_deployment_key, worst_case_prices
 from ttc_agents._secrets import mask_exception, mask_secrets, register_secret
 
@@ -136,65 +129,14 @@ class SampleBatch:
         return [s.text for s in self.samples]
 
 
-class RetryPolicy(BaseModel):
-    """Retries on rate limits (honouring Retry-After), 5xx, 408, timeouts and connection errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_attempts: PositiveInt = 5
-    initial_wait: NonNegativeFloat = 0.5
-    max_wait: NonNegativeFloat = 20.0
-    jitter: NonNegativeFloat = 0.5
-    max_retry_after: NonNegativeFloat = 60.0
-
-
 class ModelResolver(Protocol):
     """Maps a model name with a special prefix (``local/...``) to a LiteLLM name and api_base."""
 
     def __call__(self, name: str) -> tuple[str, str | None]: ...
 
 
-class _EmptyResponseError(Exception):
+class _EmptyResponseError(RetryableError):
     """The backend answered without any choice; worth another attempt."""
-
-
-def _status_of(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True for failures that another attempt may fix; never for other 4xx errors."""
-    if isinstance(exc, _EmptyResponseError | TimeoutError | Timeout):
-        return True
-    if isinstance(exc, APIConnectionError):
-        return True
-    status = _status_of(exc)
-    if status is None:
-        return False
-    return status in (408, 429) or status >= 500
-
-
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """The server's Retry-After (seconds form), if the failure carried one."""
-    candidates: list[Any] = [getattr(exc, "headers", None), getattr(exc, "litellm_response_headers", None)]
-    response = getattr(exc, "response", None)
-    if response is not None:
-        candidates.append(getattr(response, "headers", None))
-    for headers in candidates:
-        if not headers:
-            continue
-        try:
-            value = headers.get("retry-after") or headers.get("Retry-After")
-        except AttributeError:
-            continue
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except (TypeError, ValueError):
-            return None
-    return None
 
 
 def _choice_logprobs(choice: Any) -> tuple[Mapping[str, Any], ...] | None:
@@ -363,7 +305,7 @@ class Gateway:
             tries.in_flight = False
             try:
                 response = await self._complete_with_retries(spec, messages, kwargs, ledger, node, tries)
-            except _BudgetTimeout:
+            except OutOfTime:
                 self._close_unanswered(ledger, reservation, tries, spec, node)
                 ledger.stop("max_seconds")
                 return None
@@ -421,8 +363,7 @@ class Gateway:
 
     async def _wait_before_retry(self, attempt: int, ledger: Ledger) -> bool:
         """Back off before another attempt; False when the time budget would run out first."""
-        policy = self.retry
-        backoff = min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)) + random.uniform(0, policy.jitter)
+        backoff = backoff_seconds(self.retry, attempt)
         left = ledger.seconds_left()
         if left is not None and backoff >= left:
             return False
@@ -460,31 +401,13 @@ class Gateway:
         # A server a resolver mapped (local/...) needs no key, but LiteLLM's OpenAI route refuses None.
         resolved = api_base is not None and spec.api_base is None
         api_key = spec.api_key.get_secret_value() if spec.api_key else ("none" if resolved else None)
-        policy = self.retry
-
-        def wait(state: RetryCallState) -> float:
-            backoff = wait_exponential_jitter(policy.initial_wait, policy.max_wait, jitter=policy.jitter)(state)
-            exc = state.outcome.exception() if state.outcome else None
-            after = retry_after_seconds(exc) if exc is not None else None
-            if after is not None:
-                backoff = max(backoff, min(after, policy.max_retry_after))
-            left = ledger.seconds_left()
-            if left is not None and backoff >= left:
-                raise _BudgetTimeout
-            return backoff
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_retryable),
-            wait=wait,
-            stop=stop_after_attempt(max(1, tries.left)),
-            reraise=True,
-        )
+        retrying = async_retrying(self.retry, attempts=tries.left, seconds_left=ledger.seconds_left)
         async for attempt in retrying:
             with attempt:
                 tries.in_flight = False
                 left = ledger.seconds_left()
                 if left is not None and left <= 0:
-                    raise _BudgetTimeout
+                    raise OutOfTime
                 tries.left -= 1
                 timeout = spec.timeout if left is None else min(spec.timeout, left)
                 try:
@@ -517,7 +440,7 @@ class Gateway:
                         mask_exception(exc)
                     if isinstance(exc, TimeoutError | Timeout):
                         if (ledger.seconds_left() or 1.0) <= 0:
-                            raise _BudgetTimeout from exc
+                            raise OutOfTime from exc
                         raise _ClientTimeout(exc) from exc
                     if isinstance(exc, Exception):  # an error answer: the provider billed nothing
                         tries.in_flight = False
@@ -644,10 +567,6 @@ class _Tries:
 
     left: int
     in_flight: bool = False
-
-
-class _BudgetTimeout(Exception):
-    """The time budget ran out while waiting for (or before) a call."""
 
 
 class _ClientTimeout(Exception):

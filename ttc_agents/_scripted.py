@@ -79,7 +79,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
 
-from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import (
     ChatCompletionTokenLogprob,
     ChoiceLogprobs,
@@ -90,6 +89,7 @@ from litellm.types.utils import (
     Usage,
 )
 
+from ttc_agents._custom_llm import CustomLLMAdapter, custom_llm_error
 from ttc_agents._litellm import litellm
 
 __all__ = [
@@ -836,11 +836,6 @@ def _logprobs(draft: _Draft, tokens: Sequence[str], top_k: int, rng: random.Rand
     return ChoiceLogprobs(content=content)
 
 
-def _error(status_code: int, message: str) -> CustomLLMError:
-    """An error LiteLLM maps by status code (400: BadRequestError, 404: NotFoundError)."""
-    return CustomLLMError(status_code=status_code, message=message)  # type: ignore[no-untyped-call]
-
-
 def _stop_list(stop: object) -> list[str]:
     if stop is None:
         return []
@@ -848,7 +843,7 @@ def _stop_list(stop: object) -> list[str]:
         return [stop]
     if isinstance(stop, Iterable):
         return [str(s) for s in stop]
-    raise _error(400, f"scripted: invalid stop {stop!r}")
+    raise custom_llm_error(400, f"scripted: invalid stop {stop!r}")
 
 
 def _profile_names() -> list[str]:
@@ -865,7 +860,7 @@ def _profile_scale(model: str) -> tuple[str, float]:
     names = _profile_names()
     if profile not in names:
         known = ", ".join(f"{PROVIDER}/{name}" for name in names)
-        raise _error(404, f"unknown scripted profile {model!r}; known: {known}")
+        raise custom_llm_error(404, f"unknown scripted profile {model!r}; known: {known}")
     return profile, 1.0
 
 
@@ -890,7 +885,7 @@ def scripted_respond(
     profile, scale = _profile_scale(model)
     n = int(optional_params.get("n") or 1)
     if n < 1:
-        raise _error(400, f"scripted: n must be >= 1, got {n}")
+        raise custom_llm_error(400, f"scripted: n must be >= 1, got {n}")
     temperature = optional_params.get("temperature")
     temperature = 1.0 if temperature is None else float(temperature)
     seed = optional_params.get("seed")
@@ -938,51 +933,19 @@ def scripted_respond(
 # ---------------------------------------------------------------------------------------------------
 
 
-class ScriptedLLM(CustomLLM):
+class ScriptedLLM(CustomLLMAdapter):
     """The LiteLLM handler of the ``scripted`` provider (see the module docstring)."""
 
-    def completion(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
-        """Answer synchronously."""
-        return scripted_respond(model, messages, optional_params, model_response)
-
-    async def acompletion(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
+    async def respond(
+        self, model: str, messages: list[Any], optional_params: Mapping[str, Any], model_response: ModelResponse
     ) -> ModelResponse:
         """Answer on the event loop (tens of microseconds of CPU per sample: no thread needed)."""
+        return scripted_respond(model, messages, optional_params, model_response)
+
+    def respond_sync(
+        self, model: str, messages: list[Any], optional_params: Mapping[str, Any], model_response: ModelResponse
+    ) -> ModelResponse:
+        """Answer synchronously."""
         return scripted_respond(model, messages, optional_params, model_response)
 
 

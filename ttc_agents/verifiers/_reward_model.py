@@ -36,24 +36,16 @@ probability as the step reward).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from ttc_agents._budget import Ledger, Usage
+from ttc_agents._retry import RetryPolicy, async_retrying
 
 __all__ = ["QWEN_MATH_SYSTEM_PROMPT", "RewardModelError", "RewardModelVerifier"]
 
@@ -61,8 +53,6 @@ QWEN_MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer
 """The system prompt of the Qwen2.5-Math-PRM model card."""
 
 _NEUTRAL = 0.5
-_MAX_RETRY_AFTER = 60.0
-_BACKOFF = wait_exponential_jitter(initial=0.5, max=20.0, jitter=0.5)
 
 
 class RewardModelError(RuntimeError):
@@ -75,44 +65,6 @@ def pooling_url(url: str) -> str:
     if parts.path.rstrip("/") in ("", "/v1"):
         return urlunsplit(parts._replace(path="/pooling"))
     return url
-
-
-def _status(exc: BaseException) -> int | None:
-    return exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
-
-
-def _retryable(exc: BaseException) -> bool:
-    """Rate limits, 408, 5xx, timeouts and connection errors: not any other 4xx."""
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return False
-    if isinstance(exc, httpx.TransportError):
-        return True
-    status = _status(exc)
-    return status is not None and (status in (408, 429) or status >= 500)
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), if the failure has one."""
-    if not isinstance(exc, httpx.HTTPStatusError):
-        return None
-    value = exc.response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _wait(state: RetryCallState) -> float:
-    """The server's Retry-After (capped at a minute) when it gave one, else jittered backoff."""
-    after = _retry_after(state.outcome.exception() if state.outcome else None)
-    return min(after, _MAX_RETRY_AFTER) if after is not None else _BACKOFF(state)
 
 
 def _number(value: Any) -> float | None:
@@ -249,12 +201,8 @@ class RewardModelVerifier:
 
     async def _request(self, client: httpx.AsyncClient, texts: list[str], ledger: Ledger) -> list[Any]:
         """The pooled data of each text in order, or ``None`` each when the time budget ran out."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            wait=_wait,
-            stop=stop_after_attempt(self.max_attempts),
-            reraise=True,
-        )
+        # The server's Retry-After replaces the backoff (a Retry-After of 0 retries at once).
+        retrying = async_retrying(RetryPolicy(max_attempts=self.max_attempts), retry_after="instead")
         try:
             async for attempt in retrying:
                 with attempt:
