@@ -18,15 +18,17 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 __all__ = [
+    "UNIT_FIELDS",
     "Budget",
     "BudgetLimit",
+    "BudgetUnit",
     "Ledger",
     "LedgerEntry",
     "LedgerSnapshot",
@@ -38,6 +40,17 @@ __all__ = [
 BudgetLimit = Literal["max_samples", "max_tokens", "max_usd", "max_flops", "max_seconds", "server_ignored_max_tokens"]
 """Why a run was stopped: the limit that ran out, or ``server_ignored_max_tokens`` when a server sent
 more completion tokens than a request's ``max_tokens x n`` (see :meth:`Ledger.flag_overrun`)."""
+
+BudgetUnit = Literal["samples", "tokens", "usd", "flops"]
+"""A quantity a budget limits and a cost is measured in (seconds are a deadline, not a quantity)."""
+
+UNIT_FIELDS: Mapping[BudgetUnit, BudgetLimit] = {
+    "samples": "max_samples",
+    "tokens": "max_tokens",
+    "usd": "max_usd",
+    "flops": "max_flops",
+}
+"""Budget unit -> the :class:`Budget` field that limits it."""
 
 SERVER_IGNORED_MAX_TOKENS: Final = "server_ignored_max_tokens"
 
@@ -61,6 +74,47 @@ class Budget(BaseModel):
     def unlimited(self) -> bool:
         """True when no limit is set."""
         return all(getattr(self, name) is None for name in type(self).model_fields)
+
+    def limits(self, unit: BudgetUnit | None = None) -> dict[BudgetUnit, float]:
+        """The set limits by unit (only ``unit``'s when given); seconds are not a unit."""
+        out: dict[BudgetUnit, float] = {}
+        for name, field_name in UNIT_FIELDS.items():
+            value = getattr(self, field_name)
+            if value is not None and (unit is None or unit == name):
+                out[name] = float(value)
+        return out
+
+    @classmethod
+    def of_unit(cls, unit: BudgetUnit, amount: float) -> Budget:
+        """A budget limiting only ``unit`` to ``amount`` (at least one sample or token)."""
+        if unit in ("samples", "tokens"):
+            return cls.model_validate({UNIT_FIELDS[unit]: max(1, int(amount))})
+        return cls.model_validate({UNIT_FIELDS[unit]: max(amount, 1e-12)})
+
+    def exhausted_by(self, spent: Usage, elapsed: float) -> BudgetLimit | None:
+        """The first limit that ``spent`` (charged amounts) and ``elapsed`` seconds use up, if any."""
+        amounts = spent.in_units()
+        for name, field_name in UNIT_FIELDS.items():
+            limit = getattr(self, field_name)
+            if limit is not None and amounts[name] >= limit:
+                return field_name
+        if self.max_seconds is not None and elapsed >= self.max_seconds:
+            return "max_seconds"
+        return None
+
+    def remaining(self, spent: Usage, elapsed: float) -> Budget | None:
+        """What is left after ``spent`` and ``elapsed`` seconds; None when a limit is used up."""
+        if self.exhausted_by(spent, elapsed) is not None:
+            return None
+        amounts = spent.in_units()
+        left: dict[str, float] = {
+            field_name: getattr(self, field_name) - amounts[name]
+            for name, field_name in UNIT_FIELDS.items()
+            if getattr(self, field_name) is not None
+        }
+        if self.max_seconds is not None:
+            left["max_seconds"] = self.max_seconds - elapsed
+        return Budget.model_validate(left)
 
     def scaled(self, share: float) -> Budget:
         """This budget's limits times ``share`` (0 < share <= 1), rounded down but at least 1."""
@@ -101,6 +155,15 @@ class Usage:
     def total_tokens(self) -> int:
         """Prompt plus completion tokens providers reported."""
         return self.prompt_tokens + self.completion_tokens
+
+    def in_units(self) -> dict[BudgetUnit, float]:
+        """What a budget counts of this usage, per unit: samples and the charged tokens, USD, FLOPs."""
+        return {
+            "samples": float(self.samples),
+            "tokens": float(self.charged_tokens),
+            "usd": self.charged_usd,
+            "flops": self.charged_flops,
+        }
 
     @property
     def charged_tokens(self) -> int:
@@ -391,6 +454,15 @@ class Ledger:
         waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
+
+    def absorb(self, child: LedgerSnapshot, *, prefix: str) -> None:
+        """Book a child run's spend (a subgraph's ledger) under ``prefix/node``, and its stop reason."""
+        for entry in child.entries:
+            self.settle(None, entry.usage, node=f"{prefix}/{entry.node}", model=entry.model)
+        if child.overrun_tokens:
+            self.flag_overrun(child.overrun_tokens)
+        if child.stopped_by is not None:
+            self.stop(child.stopped_by)
 
     def settle(self, reservation: Reservation | None, usage: Usage, *, node: str, model: str) -> None:
         """Release ``reservation`` and book what the call really used."""

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ttc_agents._budget import Budget, Usage
+from ttc_agents._budget import UNIT_FIELDS, Budget, BudgetUnit, Usage
 from ttc_agents._specs import StrategySpec
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
 ]
 
 POLICY_FORMAT_VERSION = 1
-BudgetUnit = Literal["samples", "tokens", "usd", "flops"]
 N_BINS = 5
 
 
@@ -303,7 +302,7 @@ class Policy(BaseModel):
         if not pool:
             raise LookupError(f"policy has no entry for bin {bin_}")
         pool = [e for e in pool if e.eligible] or pool
-        limits = _limits(budget, unit)
+        limits = budget.limits(unit)
         spent = probe_spent if probe_spent is not None else self.probe_cost
 
         def need(entry: PolicyEntry, u: BudgetUnit) -> float:
@@ -373,29 +372,9 @@ def entry_cost(
     return max(measured.in_unit(unit) - policy.probe_cost.in_unit(unit), 0.0) + probe_cost
 
 
-def _limits(budget: Budget, unit: BudgetUnit | None) -> dict[BudgetUnit, float]:
-    limits: dict[BudgetUnit, float] = {}
-    for name, attribute in UNIT_FIELDS.items():
-        value = getattr(budget, attribute, None)
-        if value is not None and (unit is None or unit == name):
-            limits[name] = float(value)
-    return limits
-
-
-UNIT_FIELDS: Mapping[BudgetUnit, str] = {
-    "samples": "max_samples",
-    "tokens": "max_tokens",
-    "usd": "max_usd",
-    "flops": "max_flops",
-}
-"""Budget unit -> the :class:`~ttc_agents.Budget` field that limits it."""
-
-
 def budget_in_unit(unit: BudgetUnit, amount: float) -> Budget:
-    """A budget limiting only ``unit`` to ``amount`` (at least one sample or token)."""
-    if unit in ("samples", "tokens"):
-        return Budget.model_validate({UNIT_FIELDS[unit]: max(1, int(amount))})
-    return Budget.model_validate({UNIT_FIELDS[unit]: max(amount, 1e-12)})
+    """A budget limiting only ``unit`` to ``amount`` (:meth:`Budget.of_unit`)."""
+    return Budget.of_unit(unit, amount)
 
 
 def _hull(entries: Sequence[PolicyEntry], unit: BudgetUnit) -> list[PolicyEntry]:
