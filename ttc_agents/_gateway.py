@@ -31,13 +31,14 @@ import json
 import random
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from litellm.exceptions import Timeout
 
 from ttc_agents._budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
 from ttc_agents._litellm import litellm
 from ttc_agents._models import ModelSpec
+from ttc_agents._providers import ModelResolver, default_resolvers, register_providers
 from ttc_agents._retry import OutOfTime, RetryableError, RetryPolicy, async_retrying, backoff_seconds
 from ttc_agents._router_group import RouterGroups, failed_deployment_key, worst_case_prices
 from ttc_agents._secrets import mask_exception, mask_secrets, register_secret
@@ -127,12 +128,6 @@ class SampleBatch:
     @property
     def texts(self) -> list[str]:
         return [s.text for s in self.samples]
-
-
-class ModelResolver(Protocol):
-    """Maps a model name with a special prefix (``local/...``) to a LiteLLM name and api_base."""
-
-    def __call__(self, name: str) -> tuple[str, str | None]: ...
 
 
 class _EmptyResponseError(RetryableError):
@@ -605,8 +600,6 @@ def get_default_gateway() -> Gateway:
     """The process-wide gateway used when none is passed."""
     global _default_gateway
     if _default_gateway is None:
-        from ttc_agents._providers import default_resolvers, register_providers
-
         register_providers()
         _default_gateway = Gateway(resolvers=default_resolvers())
     return _default_gateway

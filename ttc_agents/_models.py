@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from ttc_agents._router_group import RouterGroup
+from ttc_agents._deployments import RouterGroup
 
 __all__ = ["DEPLOYMENT_PARAMS", "SAMPLING_PARAMS", "ModelSpec", "check_sampling_params", "sampling_params"]
 

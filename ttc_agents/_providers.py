@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
-from ttc_agents._gateway import ModelResolver
+__all__ = ["ModelResolver", "default_resolvers", "register_providers"]
 
-__all__ = ["default_resolvers", "register_providers"]
+
+class ModelResolver(Protocol):
+    """Maps a model name with a special prefix (``local/...``) to a LiteLLM name and api_base."""
+
+    def __call__(self, name: str) -> tuple[str, str | None]: ...
 
 
 def register_providers() -> None:
