@@ -195,3 +195,35 @@ def test_matched_compute_intervals_cover_a_router_equal_to_best_of_n() -> None:
     assert report["delta"] == pytest.approx(0.0, abs=1e-9)
     assert report["delta_ci"][0] <= 0.0 <= report["delta_ci"][1]
     assert report["compute_factor"] == pytest.approx(1.0)
+
+
+# --- costs measured alone: no score cache shared between runs -----------------------------------------
+
+
+async def test_a_calibration_cell_is_charged_what_it_costs_alone() -> None:
+    from ttc_agents import BeamSearchSpec
+    from ttc_agents._calibrate import GRAPH_SEED_OFFSET
+    from ttc_agents.verifiers import make_verifier
+
+    problems = load_problems("arith?size=6&seed=2")
+    verifier = make_verifier("prm:scripted/arith")
+    grid = await run_grid(
+        problems,
+        models=[MODEL],
+        verifier=verifier,
+        budgets=[4],
+        strategies=["best_of_n", "beam_search"],
+        progress=False,
+    )
+    for problem in problems:
+        cell = next(
+            c.outcome
+            for c in grid.cells
+            if c.outcome.question_id == problem.id and c.outcome.action.strategy.strategy == "beam_search"
+        )
+        spec = BeamSearchSpec(n=4, width=4, seed=GRAPH_SEED_OFFSET)
+        alone = await build_strategy_graph(spec, model=MODEL, verifier=make_verifier("prm:scripted/arith")).ainvoke(
+            {"question": problem.question}
+        )
+        # The judge's cache held the pool's first-step scores: the cell used to get them for free.
+        assert cell.cost.tokens == alone["ledger"].total.total_tokens, problem.id

@@ -42,7 +42,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -66,7 +66,7 @@ from ttc_agents._search import (
 )
 from ttc_agents._specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
 from ttc_agents.graphs import build_strategy_graph
-from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
+from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier, fresh_verifier
 
 __all__ = [
     "STRATEGY_NAMES",
@@ -318,19 +318,12 @@ class _GridRunner:
         self.seed = seed
         self.pooled = "best_of_n" in strategies
         self.contexts = {m.name: SearchContext.create(m, verifier, gateway=gateway) for m in models}
-        self.graphs: dict[tuple[str, str], _Graph] = {}
-        for model in models:
-            for strategy in self.strategies:
-                if strategy == "best_of_n":
-                    continue
-                for budget in self.search_budgets:
-                    for action in actions_for(strategy, model.name, budget):
-                        self.graphs[(model.name, action.key)] = self._compile(action, model)
         self._prices: dict[str, tuple[float | None, float | None]] = {}
 
     def _compile(self, action: PolicyAction, model: ModelSpec) -> _Graph:
         spec = action.strategy.model_copy(update={"seed": self.seed + GRAPH_SEED_OFFSET})
-        graph: _Graph = build_strategy_graph(spec, model=model, verifier=self.verifier, gateway=self.gateway)
+        verifier = fresh_verifier(self.verifier)
+        graph: _Graph = build_strategy_graph(spec, model=model, verifier=verifier, gateway=self.gateway)
         return graph
 
     def price(self, model: str) -> tuple[float | None, float | None]:
@@ -365,7 +358,7 @@ class _GridRunner:
         result: _UnitResult,
         book: Callable[[Usage], None],
     ) -> None:
-        ctx = self.contexts[model.name]
+        ctx = replace(self.contexts[model.name], verifier=fresh_verifier(self.verifier))
         ledger = Ledger()
         state: StrategyState = {"question": problem.question}
         defaults = BestOfNSpec()
@@ -428,7 +421,9 @@ class _GridRunner:
         result: _UnitResult,
         book: Callable[[Usage], None],
     ) -> None:
-        graph = self.graphs[(model.name, action.key)]
+        # A graph of its own, with a verifier whose score cache is empty: the cell is charged what it
+        # costs alone, not helped by scores the pool or another cell of this question already paid for.
+        graph = self._compile(action, model)
         try:
             output = await graph.ainvoke({"question": problem.question})
         except Exception as exc:

@@ -57,6 +57,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     from ttc_agents._datasets import grade, load_problems
     from ttc_agents.graphs.router import Router
     from ttc_agents.verifiers import make_verifier
+    from ttc_agents.verifiers._base import fresh_verifier
 
     model_name, verifier_spec = _setting_model(setting)
     problems = load_problems(f"arith?size={args.size}&seed={args.data_seed}")
@@ -104,8 +105,14 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             column = curve_budgets.index(o.budget)
             bon_tokens[position[o.question_id], column] = o.cost.tokens
             bon_correct[position[o.question_id], column] = o.correct
-    router = Router(policy, models={model_name: model}, verifier=verifier, verifier_name=verifier_spec)
     limit = asyncio.Semaphore(args.concurrency)
+
+    def router_graph() -> Any:
+        # Every run gets a verifier with an empty score cache, so that it pays for all it judges:
+        # an LLM judge's cache would otherwise hand later runs the scores earlier ones paid for.
+        return Router(
+            policy, models={model_name: model}, verifier=fresh_verifier(verifier), verifier_name=verifier_spec
+        ).graph
 
     async def run(graph: Any, inputs: dict[str, Any], problem: Any) -> tuple[float, bool]:
         async with limit:
@@ -115,7 +122,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     matched = []
     for n in budgets:
         runs = await asyncio.gather(
-            *(run(router.graph, {"question": p.question, "generation_budget": n}, p) for p in held_out)
+            *(run(router_graph(), {"question": p.question, "generation_budget": n}, p) for p in held_out)
         )
         tokens = np.array([t for t, _ in runs])
         correct = np.array([c for _, c in runs], dtype=float)
@@ -127,13 +134,15 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     for n in budgets:
         limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
         fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
-        bon_graph = build_strategy_graph(
-            BestOfNSpec(n=max(fits), selection="weighted"), model=capped, verifier=verifier
-        )
+        spec = BestOfNSpec(n=max(fits), selection="weighted")
         budget = Budget(max_tokens=limit_tokens)
+
+        def bon_graph(spec: BestOfNSpec = spec) -> Any:
+            return build_strategy_graph(spec, model=capped, verifier=fresh_verifier(verifier))
+
         routed, plain = await asyncio.gather(
-            asyncio.gather(*(run(router.graph, {"question": p.question, "budget": budget}, p) for p in held_out)),
-            asyncio.gather(*(run(bon_graph, {"question": p.question, "budget": budget}, p) for p in held_out)),
+            asyncio.gather(*(run(router_graph(), {"question": p.question, "budget": budget}, p) for p in held_out)),
+            asyncio.gather(*(run(bon_graph(), {"question": p.question, "budget": budget}, p) for p in held_out)),
         )
         r_correct = np.array([c for _, c in routed], dtype=float)
         b_correct = np.array([c for _, c in plain], dtype=float)

@@ -59,9 +59,7 @@ class CallableVerifier:
             )
         for steps, step_scores in zip(candidates, scores, strict=True):
             if len(step_scores) != len(steps):
-                raise ValueError(
-                    f"verifier {self.name!r} returned {len(step_scores)} scores for {len(steps)} steps"
-                )
+                raise ValueError(f"verifier {self.name!r} returned {len(step_scores)} scores for {len(steps)} steps")
         return scores
 
 
@@ -72,3 +70,10 @@ def as_verifier(obj: Verifier | ScoreFunction) -> Verifier:
     if callable(obj):
         return CallableVerifier(obj)
     raise TypeError(f"not a verifier or score function: {obj!r}")
+
+
+def fresh_verifier(verifier: Verifier | None) -> Verifier | None:
+    """``verifier`` without the memory of earlier runs: its ``fresh()`` copy when it keeps a score
+    cache (the LLM judges), else itself. Measurements that charge each run what it costs alone use it."""
+    fresh = getattr(verifier, "fresh", None)
+    return fresh() if callable(fresh) else verifier

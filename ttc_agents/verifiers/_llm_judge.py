@@ -16,6 +16,7 @@ get the neutral score 0.5 (not cached) and no further calls are issued for that 
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import re
 from collections import OrderedDict
@@ -181,6 +182,13 @@ class _LLMJudge:
     def clear_cache(self) -> None:
         """Forget every cached score."""
         self._cache.clear()
+
+    def fresh(self) -> _LLMJudge:
+        """The same judge with an empty score cache of its own: what a run costs measured alone
+        (calibration cells, evaluation runs), not helped by scores another run already paid for."""
+        twin = copy.copy(self)
+        twin._cache = _ScoreCache(self._cache.size)
+        return twin
 
     def _units(self, steps: Sequence[str]) -> list[Unit]:
         raise NotImplementedError
