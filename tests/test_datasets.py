@@ -21,7 +21,7 @@ from ttc_agents._datasets import (
 )
 from ttc_agents._gateway import Gateway
 from ttc_agents._providers import register_providers
-from ttc_agents._scripted import _question
+from ttc_agents._scripted.questions import _question
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

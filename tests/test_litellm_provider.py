@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from litellm.exceptions import BadRequestError, InternalServerError, NotFoundError
 
-import ttc_agents._scripted as scripted
+import ttc_agents._scripted.provider as scripted
 from ttc_agents import ArithmeticStepVerifier
 from ttc_agents._litellm import litellm
 from ttc_agents.graphs.router import build_router_graph

@@ -296,3 +296,38 @@ def test_action_keys_name_the_size_of_every_strategy() -> None:
     assert action(BestOfNSpec(n=4, selection="majority")).key == f"{MODEL}:best_of_n(n=4,selection=majority)"
     assert action(BeamSearchSpec(n=8)).key == f"{MODEL}:beam_search(n=8,width=4)"
     assert action(RevisionSpec(attempts=4)).key == f"{MODEL}:revision(attempts=4,chains=1)"
+
+
+# --- bad policy files: one error naming the file and the field ------------------------------------
+
+
+def test_descending_or_non_finite_thresholds_are_refused_naming_the_field(tmp_path: Path) -> None:
+    good = policy_of([entry(1, 1, BestOfNSpec(n=1), 0.9, 100)])
+    for bad in ([0.8, 0.6, 0.4, 0.2], [0.1, 0.2, float("nan"), 0.4], [0.1, 0.2, 0.3]):
+        path = tmp_path / "policy.json"
+        data = json.loads(good.model_dump_json())
+        data["thresholds"] = bad
+        path.write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=r"policy\.json: invalid policy: thresholds: ") as info:
+            Policy.load(path)
+        assert "\n" not in str(info.value)
+
+
+def test_a_policy_file_that_is_not_utf8_or_is_cut_short_names_the_file(tmp_path: Path) -> None:
+    good = policy_of([entry(1, 1, BestOfNSpec(n=1), 0.9, 100)]).model_dump_json()
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(good.replace("synthetic", "synth\xe9tic").encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.json: not a policy file: not UTF-8"):
+        Policy.load(latin)
+    cut = tmp_path / "cut.json"
+    cut.write_text(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=r"cut\.json: not a policy file: invalid JSON"):
+        Policy.load(cut)
+    missing = json.loads(good)
+    del missing["verifier"]
+    incomplete = tmp_path / "incomplete.json"
+    incomplete.write_text(json.dumps(missing))
+    with pytest.raises(ValueError, match=r"incomplete\.json: invalid policy: verifier: Field required"):
+        Policy.load(incomplete)
+    with pytest.raises(ValueError, match=r"nowhere\.json: cannot read the policy file"):
+        Policy.load(tmp_path / "nowhere.json")

@@ -103,27 +103,17 @@ from fractions import Fraction
 from statistics import NormalDist
 from typing import Final
 
-from ttc_agents._scripted import (
+from ttc_agents._scripted.parser import _answer_line, _apply, _fmt, _fmt_operand, _Step
+from ttc_agents._scripted.prompts import (
     _ATTEMPT_HEADER_RE,
-    _answer_line,
     _answer_value,
-    _apply,
-    _Dice,
-    _Draft,
-    _fmt,
-    _fmt_operand,
     _last_boxed,
     _Prompt,
-    _Question,
-    _question,
-    _resolve,
     _result_value,
     _Role,
-    _stable_hash,
-    _Step,
-    _unit,
-    _wrong_result,
 )
+from ttc_agents._scripted.questions import _Question, _question, _resolve, _stable_hash, _unit
+from ttc_agents._scripted.solutions import _Dice, _Draft, _wrong_result
 
 __all__ = [
     "POPULATION_PREFIX",
