@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ttc_agents._litellm import litellm
+import litellm
+
 from ttc_agents.integrations.litellm_provider import register_ttc_provider
 
 WORKFLOWS = """

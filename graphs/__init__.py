@@ -4,6 +4,13 @@ Every builder returns a compiled LangGraph graph (a Runnable: ``ainvoke``, ``aba
 ``astream``, usable as a subgraph). Input: ``{"question": str, "context"?: [messages],
 "budget"?: Budget}``. Output: ``answer``, ``candidates`` (with scores), ``ledger``,
 ``stopped_by`` and the ``strategy`` spec.
+
+- :func:`build_strategy_graph`: the graph of whichever strategy spec it is given;
+- :func:`build_best_of_n_graph`, :func:`build_beam_search_graph`, :func:`build_dvts_graph`,
+  :func:`build_revision_graph`, :func:`build_hybrid_graph`: one builder per strategy (one module each);
+- :class:`StrategyInput`, :class:`StrategyOutput`, :class:`StrategyState`: the graphs' schemas;
+- :mod:`ttc_agents.graphs.router`: the compute-optimal router (``ttc_agents.Router``,
+  ``ttc_agents.build_router_graph``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from ttc_agents.graphs.revision import build_revision_graph
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = [
+    "StrategyInput",
+    "StrategyOutput",
+    "StrategyState",
     "build_beam_search_graph",
     "build_best_of_n_graph",
     "build_dvts_graph",

@@ -1,4 +1,8 @@
-"""The ``ttc`` command line: one module per subcommand, each with ``register(subparsers)``."""
+"""The ``ttc`` command line: one module per subcommand, each with ``register(subparsers)``.
+
+:func:`main` is the console script (``ttc solve``, ``serve-local``, ``calibrate``, ``batch``, ``bench``,
+``demo``); :func:`build_parser` returns its argument parser.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["freeze_after_imports", "main"]
+__all__ = ["build_parser", "freeze_after_imports", "main"]
 
 _COMMANDS = ("solve", "serve_local", "calibrate", "batch", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ttc`` argument parser, with every subcommand whose module is installed."""
     from ttc_agents.cli._errors import OneLineErrorParser
 
     parser = OneLineErrorParser(
