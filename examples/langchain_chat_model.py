@@ -17,8 +17,8 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, Budget
 from ttc_agents.graphs.router import build_router_graph
+from ttc_agents.integrations import example_policy
 from ttc_agents.integrations.chat_model import ChatTTC
-from ttc_agents.integrations.server import example_policy
 
 QUESTION = "What is 48 * 17 - 23 * 9 + 310?"
 

@@ -21,7 +21,7 @@ from langgraph.graph.message import add_messages
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, BestOfNSpec, Budget, build_strategy_graph
 from ttc_agents.graphs.router import build_router_graph
-from ttc_agents.integrations.server import as_node, example_policy
+from ttc_agents.integrations import as_node, example_policy
 
 QUESTION = "What is 48 * 17 - 23 * 9 + 310?"
 

@@ -6,9 +6,11 @@
 - ``ttc_agents.integrations.batch``: async batches with a total budget and resume.
 """
 
+from ttc_agents._example_policy import example_policy
 from ttc_agents.integrations.chat_model import ChatTTC, ToolCallingNotSupportedError
 from ttc_agents.integrations.litellm_provider import TTCProvider, register_ttc_provider, ttc_provider
-from ttc_agents.integrations.server import as_node, example_policy
+
+from .subgraph import as_node
 
 __all__ = [
     "ChatTTC",

@@ -46,7 +46,8 @@ from ttc_agents._budget import Budget, LedgerSnapshot
 from ttc_agents._custom_llm import StreamingCustomLLMAdapter, custom_llm_error
 from ttc_agents._litellm import litellm
 from ttc_agents._workflow import Workflow, WorkflowConfigError, load_workflow, load_workflows
-from ttc_agents.integrations.chat_model import (
+
+from ._common import (
     TOOLS_MESSAGE,
     graph_label,
     result_metadata,

@@ -1,4 +1,4 @@
-"""ttc-agents graphs in LangGraph: as subgraphs of your own graphs, and on LangGraph Server.
+"""ttc-agents graphs on LangGraph Server (as subgraphs of your own graphs: :mod:`ttc_agents.integrations.subgraph`).
 
 Schema of every graph (strategy graphs and the router)
 -------------------------------------------------------
@@ -16,21 +16,6 @@ Output::
     stopped_by: str | None             # the budget limit that stopped the run, if any
     strategy:   dict                   # the strategy spec that ran (the router: the one it chose)
     trace:      dict                   # router only: bin, evidence, choice, why, spend per stage
-
-Mounting a graph directly as a node
-    ``parent.add_node("ttc", graph)`` works: the graph reads only ``question``, ``context`` and
-    ``budget`` from the parent state and writes back only its output keys. Its state declares no
-    reducers, so a parent key ``candidates: Annotated[list, operator.add]`` receives each new
-    candidate exactly once and the parent's ``messages`` are never copied. The parent's keys named
-    like the output (``answer``, ``ledger``, ``strategy``, ...) are overwritten, and two such nodes
-    cannot run in parallel branches (both write ``answer``).
-
-Mounting through :func:`as_node`
-    ``parent.add_node("ttc", as_node(graph, output_key="ttc", messages_key="messages"))`` reads the
-    question from any key (or from the last user message of a message list), writes the whole
-    result under ONE key of your choice, and optionally appends the answer as an ``AIMessage`` to
-    your message list and the new candidates to a list key. Use it for message-based parents,
-    for parallel branches, and whenever the parent already uses ``answer``/``ledger``/... names.
 
 LangGraph Server
 ----------------
@@ -71,20 +56,21 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
-from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import merge_configs
+from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from ttc_agents._budget import Budget
+from ttc_agents._example_policy import EXAMPLE_MODEL, EXAMPLE_VERIFIER, example_policy
 from ttc_agents._models import ModelSpec
-from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
-from ttc_agents._specs import BeamSearchSpec, BestOfNSpec, StrategySpec, parse_strategy
-from ttc_agents.integrations.chat_model import graph_label, result_metadata, run_config, split_conversation
+from ttc_agents._policy import Policy
+from ttc_agents._specs import StrategySpec, parse_strategy
+
+from ._common import graph_label, run_config
+from .subgraph import as_node
 
 __all__ = [
     "COMPUTE_FIELDS",
@@ -107,8 +93,8 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "scripted/arith"
-DEFAULT_VERIFIER = "arithmetic"
+DEFAULT_MODEL = EXAMPLE_MODEL  # the defaults run offline, with the example policy
+DEFAULT_VERIFIER = EXAMPLE_VERIFIER
 
 STRATEGY_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "best_of_n": {"strategy": "best_of_n", "n": 8},
@@ -118,118 +104,6 @@ STRATEGY_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "hybrid": {"strategy": "hybrid", "n": 8},
 }
 """The spec each strategy graph of the server runs unless the assistant's ``strategy`` overrides fields."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Subgraph wrapper
-# ---------------------------------------------------------------------------------------------------
-
-
-def as_node(
-    graph: Runnable[Any, Any],
-    *,
-    input_key: str = "question",
-    output_key: str | None = "ttc",
-    messages_key: str | None = None,
-    context_key: str | None = None,
-    budget_key: str | None = None,
-    candidates_key: str | None = None,
-    name: str | None = None,
-) -> Callable[[Mapping[str, Any], RunnableConfig], Awaitable[dict[str, Any]]]:
-    """A node function that runs ``graph`` on a parent state without sharing any key with it.
-
-    The question is ``state[input_key]``, or, with ``messages_key``, the last message of
-    ``state[messages_key]`` (LangChain messages or OpenAI dicts; it must be a user turn), the
-    earlier messages becoming ``context``. ``context_key`` and ``budget_key`` name optional parent
-    keys holding earlier turns and a budget.
-
-    The node returns only NEW values: the graph's output under ``output_key`` (skipped when None),
-    one ``AIMessage`` with the answer (``usage_metadata`` and ``response_metadata`` as ``ChatTTC``
-    sets them) appended to ``messages_key``, and the new candidates appended to
-    ``candidates_key``. So reducers such as ``operator.add`` or ``add_messages`` add each item once.
-    """
-    label = graph_label(graph)
-
-    async def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        if messages_key is not None:
-            messages = list(state.get(messages_key) or ())
-            dicts = [convert_to_openai_messages(m) if isinstance(m, BaseMessage) else dict(m) for m in messages]
-            question, context = split_conversation(dicts)
-        else:
-            question = str(state[input_key])
-            context = []
-        if context_key is not None:
-            context = [*list(state.get(context_key) or ()), *context]
-        inputs: dict[str, Any] = {"question": question, "context": context}
-        if budget_key is not None and state.get(budget_key) is not None:
-            inputs["budget"] = state[budget_key]
-        result = dict(await graph.ainvoke(inputs, merge_configs(config, run_config(label))))
-        update: dict[str, Any] = {}
-        if output_key is not None:
-            update[output_key] = result
-        if messages_key is not None:
-            ledger = result.get("ledger")
-            total = ledger.total if ledger is not None else None
-            update[messages_key] = [
-                AIMessage(
-                    content=result.get("answer") or "",
-                    response_metadata=result_metadata(result, label),
-                    usage_metadata={
-                        "input_tokens": total.prompt_tokens if total else 0,
-                        "output_tokens": total.completion_tokens if total else 0,
-                        "total_tokens": total.total_tokens if total else 0,
-                    },
-                )
-            ]
-        if candidates_key is not None:
-            update[candidates_key] = list(result.get("candidates") or ())
-        return update
-
-    node.__name__ = name or f"ttc_{label}"
-    node.__qualname__ = node.__name__
-    return node
-
-
-# ---------------------------------------------------------------------------------------------------
-# The example policy
-# ---------------------------------------------------------------------------------------------------
-
-
-def example_policy(model: str = DEFAULT_MODEL, verifier: str = DEFAULT_VERIFIER) -> Policy:
-    """A small hand-written policy for ``model`` that makes the router's behaviour visible offline.
-
-    Easy bins get best-of-N, the middle bins beam search (the paper's pattern), at generation
-    budgets 4 and 8. The accuracies and costs are illustrative numbers, not measurements: fit a
-    real policy on your own model, verifier and data and point ``TTC_POLICY`` at it.
-    """
-
-    def entry(
-        bin_: int, budget: int, strategy: BestOfNSpec | BeamSearchSpec, accuracy: float, tokens: float
-    ) -> PolicyEntry:
-        return PolicyEntry(
-            bin=bin_,
-            budget=budget,
-            action=PolicyAction(model=model, strategy=strategy),
-            accuracy=round(accuracy, 4),
-            cv_accuracy=round(accuracy, 4),
-            cost=Cost(samples=budget, tokens=tokens),
-            questions=10,
-        )
-
-    table = []
-    for bin_ in range(1, 6):
-        table.append(entry(bin_, 4, BestOfNSpec(n=4, seed=0), 0.9 - 0.15 * bin_, 400))
-        table.append(entry(bin_, 8, BestOfNSpec(n=8, seed=0), 0.92 - 0.12 * bin_, 800))
-        search_accuracy = 0.9 - (0.05 if bin_ in (3, 4) else 0.2) * bin_
-        table.append(entry(bin_, 8, BeamSearchSpec(n=8, width=2, seed=0), search_accuracy, 2500))
-    return Policy(
-        models=[model],
-        verifier=verifier,
-        dataset="illustrative (hand-written, not measured)",
-        thresholds=[0.5, 0.7, 0.85, 0.95],
-        table=table,
-        candidates=table,
-    )
 
 
 # ---------------------------------------------------------------------------------------------------

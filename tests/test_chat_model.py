@@ -18,8 +18,9 @@ from langchain_core.tracers.context import collect_runs
 import ttc_agents._scripted.provider as scripted
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, BestOfNSpec, Budget, build_strategy_graph
 from ttc_agents.graphs.router import build_router_graph
-from ttc_agents.integrations.chat_model import ChatTTC, ToolCallingNotSupportedError, split_conversation
-from ttc_agents.integrations.server import example_policy
+from ttc_agents.integrations import example_policy
+from ttc_agents.integrations._common import split_conversation
+from ttc_agents.integrations.chat_model import ChatTTC, ToolCallingNotSupportedError
 
 QUESTION = "What is 12 * 7 + 5?"
 

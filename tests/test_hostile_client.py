@@ -311,7 +311,7 @@ def test_a_broken_operator_workflow_file_is_not_quoted(monkeypatch: pytest.Monke
 
 
 async def test_router_internals_are_refused() -> None:
-    from ttc_agents.integrations.server import example_policy
+    from ttc_agents.integrations import example_policy
 
     entry = example_policy().table[0]
     for key, value in (("action", entry), ("estimate", {"bin": 1})):

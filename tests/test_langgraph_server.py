@@ -25,7 +25,7 @@ pytest.importorskip("langgraph_api", reason="the LangGraph dev server needs `pip
 pytest.importorskip("langgraph_cli", reason="the LangGraph dev server needs `pip install 'langgraph-cli[inmem]'`")
 langgraph_sdk = pytest.importorskip("langgraph_sdk", reason="the client needs `pip install langgraph-sdk`")
 
-from ttc_agents.integrations.server import example_policy  # noqa: E402
+from ttc_agents.integrations import example_policy  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

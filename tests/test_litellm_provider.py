@@ -14,8 +14,8 @@ import ttc_agents._scripted.provider as scripted
 from ttc_agents import ArithmeticStepVerifier
 from ttc_agents._litellm import litellm
 from ttc_agents.graphs.router import build_router_graph
+from ttc_agents.integrations import example_policy
 from ttc_agents.integrations.litellm_provider import TTCProvider, register_ttc_provider, ttc_provider
-from ttc_agents.integrations.server import example_policy
 
 QUESTION = "What is 12 * 7 + 5?"
 WORKFLOWS = """

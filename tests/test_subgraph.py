@@ -17,7 +17,7 @@ from langgraph.graph.message import add_messages
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, BestOfNSpec, Budget, Candidate, build_strategy_graph
 from ttc_agents.graphs.router import build_router_graph
-from ttc_agents.integrations.server import as_node, example_policy
+from ttc_agents.integrations import as_node, example_policy
 
 QUESTION = "What is 12 * 7 + 5?"
 OLD = Candidate(steps=("an earlier candidate",), answer="1")

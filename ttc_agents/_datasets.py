@@ -52,6 +52,7 @@ from urllib.parse import unquote
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from ttc_agents._answers import answers_equivalent, extract_answer
+from ttc_agents._safe_math import evaluate
 
 __all__ = [
     "ARITHMETIC_LEVELS",
@@ -537,42 +538,7 @@ def _arithmetic_question(rng: random.Random, level: int) -> tuple[str, int]:
         parts[left - 2] = "(" + parts[left - 2]
         parts[left] += ")"
     expression = " ".join(parts)
-    return f"What is {expression}?", _evaluate(expression)
-
-
-def _evaluate(expression: str) -> int:
-    """The value of an expression of integers, ``+ - *`` and parentheses (no eval)."""
-    tokens = expression.replace("(", " ( ").replace(")", " ) ").split()
-    position = 0
-
-    def atom() -> int:
-        nonlocal position
-        token = tokens[position]
-        position += 1
-        if token == "(":
-            value = total()
-            position += 1  # ")"
-            return value
-        return int(token)
-
-    def product() -> int:
-        nonlocal position
-        value = atom()
-        while position < len(tokens) and tokens[position] == "*":
-            position += 1
-            value *= atom()
-        return value
-
-    def total() -> int:
-        nonlocal position
-        value = product()
-        while position < len(tokens) and tokens[position] in ("+", "-"):
-            sign = tokens[position]
-            position += 1
-            value = value + product() if sign == "+" else value - product()
-        return value
-
-    return total()
+    return f"What is {expression}?", int(evaluate(expression))  # integers, + - * and parentheses
 
 
 def arithmetic_problems(size: int, seed: int = 0, levels: Sequence[int] = (1, 2, 3, 4, 5)) -> list[Problem]:

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _clients("http://127.0.0.1:1/v1")  # import every variant's dependencies before freezing them
-    from ttc_agents.cli import freeze_after_imports
+    from ttc_agents._gc import freeze_after_imports
 
     freeze_after_imports()
     server = subprocess.Popen(

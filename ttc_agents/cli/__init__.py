@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import sys
 from collections.abc import Sequence
+
+from ttc_agents._gc import freeze_after_imports
 
 __all__ = ["build_parser", "freeze_after_imports", "main"]
 
@@ -39,17 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
         # --debug works after the subcommand too; SUPPRESS keeps the main parser's value otherwise.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
-
-
-def freeze_after_imports() -> None:
-    """Move everything imported so far out of the garbage collector's way.
-
-    Importing LiteLLM and LangGraph leaves ~430k long-lived objects; without freezing them every full
-    collection walks them all and stalls the event loop for a noticeable fraction of a second.
-    Commands call this once their heavy imports are done.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
