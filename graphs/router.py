@@ -23,14 +23,14 @@ first, then gives each its share by greedy marginal gain on its bin's accuracy-v
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Required, TypedDict
+from typing import Any, Required, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from ttc_agents._allocation import Allocation, estimate_allocate_run
 from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerSnapshot, Usage
 from ttc_agents._candidates import Candidate, select_answer
 from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
@@ -42,9 +42,6 @@ from ttc_agents._policy import (
     Policy,
     PolicyAction,
     PolicyEntry,
-    allocate_budgets,
-    budget_in_unit,
-    entry_cost,
 )
 from ttc_agents._search import SearchContext, StrategyState
 from ttc_agents._specs import BestOfNSpec
@@ -361,23 +358,28 @@ class Router:
         question runs its allocated setting with its share (probe included) as a hard limit, so the
         batch never spends more than ``total``.
         """
-        limit = asyncio.Semaphore(max_concurrency)
 
-        async def probe(question: str) -> tuple[DifficultyEstimate, LedgerSnapshot]:
-            async with limit:
-                return await self.estimate(question)
+        async def estimate(question: str) -> DifficultyEstimate:
+            return (await self.estimate(question))[0]
 
-        probed = await asyncio.gather(*(probe(q) for q in questions))
-        probe_costs = [Cost.of(snapshot.total).in_unit(unit) for _, snapshot in probed]
-        bins = [estimate_.bin for estimate_, _ in probed]
-        entries = allocate_budgets(bins, self.policy, total, unit, probe_costs=probe_costs)
-        inputs: list[RouterInput] = []
-        for question, (estimate_, _), entry, probe_cost in zip(questions, probed, entries, probe_costs, strict=True):
-            share = probe_cost if entry is None else entry_cost(self.policy, entry, unit, probe_cost)
-            inputs.append(
-                {"question": question, "estimate": estimate_, "action": entry, "budget": budget_in_unit(unit, share)}
-            )
-        return await self.graph.abatch(inputs, config={"max_concurrency": max_concurrency})
+        async def run(question: str, estimate_: DifficultyEstimate, share: Allocation) -> RouterOutput:
+            request: RouterInput = {
+                "question": question,
+                "estimate": estimate_,
+                "action": share.entry,
+                "budget": share.budget(unit),
+            }
+            return cast(RouterOutput, await self.graph.ainvoke(request))
+
+        return await estimate_allocate_run(
+            questions,
+            estimate=estimate,
+            run=run,
+            policy=self.policy,
+            unit=unit,
+            total=total,
+            max_concurrency=max_concurrency,
+        )
 
 
 def routed_answer(

@@ -60,14 +60,9 @@ from ttc_agents._difficulty import DifficultyEstimate
 from ttc_agents._policy import Policy
 from ttc_agents._search import StrategyState
 from ttc_agents._workflow import Workflow
-from ttc_agents.integrations.batch import (
-    BatchInput,
-    BatchSummary,
-    BatchTarget,
-    RoutedTarget,
-    preflight,
-    run_batch_target,
-)
+
+from ._batch_input import BatchInput
+from ._batch_runner import BatchSummary, BatchTarget, RoutedTarget, preflight, run_batch_target
 
 __all__ = ["RAY_ENVIRONMENT", "BatchWorker", "RemoteItemError", "import_ray", "run_batch_ray"]
 
@@ -128,7 +123,7 @@ class BatchWorker:
 
     def __init__(self, workflow: Workflow, policy: Policy | None, base_dir: str) -> None:
         from ttc_agents._gateway import get_default_gateway
-        from ttc_agents.cli import freeze_after_imports
+        from ttc_agents._gc import freeze_after_imports
 
         gateway = get_default_gateway()
         self.router: Any = None

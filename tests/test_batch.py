@@ -548,7 +548,7 @@ async def test_an_answer_that_is_not_valid_unicode_is_written_escaped_and_reads_
 
 def full_disk_after(monkeypatch: pytest.MonkeyPatch, lines: int) -> None:
     """The batch's record encoder fails like a full disk once ``lines`` records are written."""
-    import ttc_agents.integrations.batch as batch_module
+    import ttc_agents.integrations._batch_output as batch_module
 
     real = batch_module._encode
     written: list[int] = []
