@@ -227,3 +227,19 @@ async def test_a_calibration_cell_is_charged_what_it_costs_alone() -> None:
         )
         # The judge's cache held the pool's first-step scores: the cell used to get them for free.
         assert cell.cost.tokens == alone["ledger"].total.total_tokens, problem.id
+
+
+async def test_the_router_fills_a_budget_near_its_own_cost() -> None:
+    """The probe's request reserves the prompt's byte bound; the rest of best-of-N reserves the size the
+    probe's answer reported (same messages) and the calibrated cap, so 1.3x the router's own cost buys
+    all 8 samples."""
+    policy = one_bin_policy(
+        [entry(BestOfNSpec(n=4), 4, 0.6, 300), entry(BestOfNSpec(n=8), 8, 0.8, 600)], completion_caps={MODEL: 128}
+    )
+    router = Router(policy, verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
+    alone = await router.graph.ainvoke({"question": HARD, "generation_budget": 8})
+    cost = alone["ledger"].total.total_tokens
+    limited = await router.graph.ainvoke({"question": HARD, "budget": Budget(max_tokens=math.ceil(1.3 * cost))})
+    assert limited["trace"]["choice"]["action"].endswith("best_of_n(n=8)")
+    assert limited["ledger"].total.samples == 8
+    assert limited["ledger"].total.total_tokens <= math.ceil(1.3 * cost)

@@ -53,6 +53,8 @@ class DifficultyEstimate:
     seed: int | None = None
     """The seed the probe's samples were drawn with: a strategy that continues after the probe draws
     with another one, or a seeded backend would give it the probe's samples again."""
+    prompt_tokens: int | None = None
+    """The prompt size the server reported for the probe's request (its messages are best-of-N's)."""
 
 
 @runtime_checkable
@@ -167,6 +169,7 @@ class ProbeEstimator:
 
     async def estimate(self, ctx: SearchContext, state: StrategyState, ledger: Ledger) -> DifficultyEstimate:
         seed = self.seed if self.seed is not None else _question_seed(state["question"])
+        before = ledger.total
         probes = await sample_solutions(
             ctx,
             ledger,
@@ -177,6 +180,9 @@ class ProbeEstimator:
             seed=seed,
             node="estimate",
         )
+        drawn = ledger.total
+        calls = drawn.calls - before.calls
+        prompt = (drawn.prompt_tokens - before.prompt_tokens) // calls if calls > 0 else None
         scored = await score_candidates(ctx, ledger, state["question"], probes, "last")
         features = probe_features(scored)
         mean = features[1] if scored else 0.0
@@ -195,6 +201,7 @@ class ProbeEstimator:
             },
             candidates=tuple(scored),
             seed=seed,
+            prompt_tokens=prompt,
         )
 
 

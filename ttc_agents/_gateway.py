@@ -174,10 +174,15 @@ class Gateway:
         logprobs: bool = False,
         top_logprobs: int | None = None,
         stop: Sequence[str] | None = None,
+        prompt_tokens: int | None = None,
         **params: Any,
     ) -> SampleBatch:
         """Up to ``k`` completions of one prompt; fewer only when the budget says so (or the run was
         stopped: see the module docstring).
+
+        ``prompt_tokens`` is what a server reported for these very messages in an earlier call (the
+        router's probe asked the same prompt): the first request reserves that instead of the UTF-8
+        bound. Later waves of this call reserve what the first request's answer reported.
 
         An exception out of here has its secrets masked and carries ``ledger``
         (:func:`~ttc_agents._budget.ledger_snapshot_of`), which holds every spend booked before it.
@@ -196,7 +201,7 @@ class Gateway:
             if top_logprobs is not None:
                 request["top_logprobs"] = top_logprobs
         try:
-            samples, usage = await self._sample(spec, list(messages), k, seed, request, ledger, node)
+            samples, usage = await self._sample(spec, list(messages), k, seed, request, ledger, node, prompt_tokens)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 attach_ledger(exc, ledger)
@@ -213,6 +218,7 @@ class Gateway:
         request: dict[str, Any],
         ledger: Ledger,
         node: str,
+        prompt_tokens: int | None = None,
     ) -> tuple[list[Sample], Usage]:
         store_key = None
         if self.store is not None:
@@ -225,7 +231,7 @@ class Gateway:
         honours_n = spec.supports_n or k == 1
         base = seed if seed is not None else random.randrange(2**31)
         if honours_n:
-            first = await self._call(spec, messages, k, seed, request, ledger, node)
+            first = await self._call(spec, messages, k, seed, request, ledger, node, prompt_tokens)
             if first is None:
                 return [], Usage()
             results.append(first)
@@ -236,9 +242,8 @@ class Gateway:
         # request per wave; one that does not, parallel single-sample calls.
         while have < k and not ledger.overrun_tokens:
             # The server counted these very messages already: later waves reserve that, not the bound.
-            prompt = min(
-                (r.usage.prompt_tokens // max(r.usage.calls, 1) for r in results if r.usage.prompt_tokens), default=None
-            )
+            counted = [r.usage.prompt_tokens // max(r.usage.calls, 1) for r in results if r.usage.prompt_tokens]
+            prompt = min(counted, default=prompt_tokens)
             if honours_n:
                 wave = [self._call(spec, messages, k - have, base + have, request, ledger, node, prompt)]
             else:

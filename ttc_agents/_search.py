@@ -160,8 +160,11 @@ async def sample_solutions(
     seed: int | None,
     node: str,
     attempt: int | None = None,
+    prompt_tokens: int | None = None,
 ) -> list[Candidate]:
-    """``k`` full solutions of one prompt in one request (fewer when the budget says so)."""
+    """``k`` full solutions of one prompt in one request (fewer when the budget says so).
+
+    ``prompt_tokens``: the size a server reported for these messages before (see :meth:`Gateway.sample`)."""
     batch = await ctx.gateway.sample(
         ctx.model,
         messages,
@@ -171,6 +174,7 @@ async def sample_solutions(
         temperature=temperature,
         max_tokens=max_tokens,
         seed=seed,
+        prompt_tokens=prompt_tokens,
     )
     return [
         Candidate(steps=tuple(split_steps(s.text)), answer=_solution_answer(s), finished=True, attempt=attempt)
