@@ -43,7 +43,7 @@ from ttc_agents._policy import (
     PolicyAction,
     PolicyEntry,
 )
-from ttc_agents._search import SearchContext, StrategyState
+from ttc_agents._search import SearchContext, StrategyState, sample_solutions, score_candidates
 from ttc_agents._specs import BestOfNSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
 
@@ -86,20 +86,6 @@ class RouterState(RouterOutput, total=False):
     generation_budget: int | None
     estimate: DifficultyEstimate | None
     action: PolicyEntry | None
-
-
-def remaining(budget: Budget, spent: Usage, elapsed: float) -> Budget | None:
-    """What is left of ``budget`` after ``spent``; None when a limit is used up."""
-    left: dict[str, float | int | None] = {
-        "max_samples": None if budget.max_samples is None else budget.max_samples - spent.samples,
-        "max_tokens": None if budget.max_tokens is None else budget.max_tokens - spent.total_tokens,
-        "max_usd": None if budget.max_usd is None else budget.max_usd - spent.usd,
-        "max_flops": None if budget.max_flops is None else budget.max_flops - spent.flops,
-        "max_seconds": None if budget.max_seconds is None else budget.max_seconds - elapsed,
-    }
-    if any(value is not None and value <= 0 for value in left.values()):
-        return None
-    return Budget.model_validate(left)
 
 
 def build_router_graph(
@@ -183,6 +169,44 @@ class Router:
             )
         return self._graphs[action.key]
 
+    async def _rest_of_best_of_n(
+        self, state: RouterState, ledger: Ledger, probes: list[Candidate], trace: dict[str, Any]
+    ) -> RouterState:
+        """Best-of-N after its own probe: the probe samples are N's first samples, so draw only the
+        rest (with another seed, or a seeded backend would return the probe's samples again; with
+        the prompt size the probe's answer reported, so the request is sized to what it costs) and
+        score them as best-of-N does. :func:`routed_answer` selects over all of them."""
+        entry = state.get("action")
+        assert entry is not None
+        spec = entry.action.strategy
+        assert isinstance(spec, BestOfNSpec)
+        rest = spec.n - len(probes)
+        trace = {**trace, "probe_reused": len(probes)}
+        if rest <= 0:
+            return {"trace": {**trace, "run_spent": Usage().as_dict()}}
+        estimate_ = state.get("estimate")
+        seed = spec.seed
+        if estimate_ is not None and estimate_.seed is not None and (seed is None or seed == estimate_.seed):
+            seed = estimate_.seed + len(probes) + 1
+        before = ledger.total
+        question: StrategyState = {"question": state["question"], "context": state.get("context", [])}
+        ctx = self.ctx
+        fresh = await sample_solutions(
+            ctx,
+            ledger,
+            ctx.messages(question, "generate"),
+            rest,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            seed=seed,
+            node="best_of_n/generate",
+            prompt_tokens=None if estimate_ is None else estimate_.prompt_tokens,
+        )
+        scored = await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation)
+        spent = ledger.total
+        run_spent = {k: v - before.as_dict()[k] for k, v in spent.as_dict().items()}
+        return {"candidates": probes + scored, "ledger": ledger.snapshot(), "trace": {**trace, "run_spent": run_spent}}
+
     def _build(self) -> CompiledStateGraph[RouterState, None, RouterInput, RouterOutput]:
         ctx, policy = self.ctx, self.policy
 
@@ -226,7 +250,7 @@ class Router:
             ledger = Ledger.resume(snapshot)
             estimate_ = state["estimate"]
             assert estimate_ is not None
-            left = remaining(ledger.budget, ledger.total, ledger.elapsed())
+            left = ledger.budget.remaining(ledger.total, ledger.elapsed())
             given = state.get("action")
             generations = state.get("generation_budget")
             if given is not None:
@@ -272,38 +296,21 @@ class Router:
         async def run(state: RouterState) -> RouterState:
             entry = state.get("action")
             ledger = Ledger.resume(state["ledger"])
-            left = remaining(ledger.budget, ledger.total, ledger.elapsed())
+            left = ledger.budget.remaining(ledger.total, ledger.elapsed())
             if entry is None or left is None:
                 if left is None and ledger.stopped_by is None:
-                    ledger.stop(_exhausted_limit(ledger))
+                    ledger.stop(ledger.budget.exhausted_by(ledger.total, ledger.elapsed()) or "max_seconds")
                 return {"ledger": ledger.snapshot()}
             action = entry.action
             probes = state["candidates"]
             trace = {**state["trace"], "probe_reused": 0}
             if policy.reuses_probe(action):
-                # The probe samples are samples of this very strategy: draw only the rest, and with
-                # another seed, or a seeded backend would return the probe's samples again.
-                strategy = action.strategy
-                assert isinstance(strategy, BestOfNSpec)
-                rest = strategy.n - len(probes)
-                trace["probe_reused"] = len(probes)
-                if rest <= 0:
-                    return {"trace": {**trace, "run_spent": Usage().as_dict()}}
-                estimate_ = state.get("estimate")
-                seed = strategy.seed
-                if estimate_ is not None and estimate_.seed is not None:
-                    seed = estimate_.seed + len(probes) + 1 if seed is None or seed == estimate_.seed else seed
-                action = PolicyAction(
-                    model=action.model, strategy=strategy.model_copy(update={"n": rest, "seed": seed})
-                )
+                return await self._rest_of_best_of_n(state, ledger, probes, trace)
             result = await self._strategy_graph(action).ainvoke(
                 {"question": state["question"], "context": state.get("context", []), "budget": left}
             )
             child: LedgerSnapshot = result["ledger"]
-            for item in child.entries:
-                ledger.settle(None, item.usage, node=f"{action.strategy.strategy}/{item.node}", model=item.model)
-            if child.stopped_by is not None:
-                ledger.stop(child.stopped_by)
+            ledger.absorb(child, prefix=action.strategy.strategy)
             return {
                 "candidates": probes + list(result["candidates"]),
                 "strategy_answer": result.get("answer"),
@@ -401,16 +408,3 @@ def routed_answer(
         assert isinstance(strategy, BestOfNSpec)
         return select_answer(candidates, strategy.selection).answer, strategy.selection
     return strategy_answer, f"{strategy.strategy}'s own"
-
-
-def _exhausted_limit(ledger: Ledger) -> BudgetLimit:
-    budget, spent = ledger.budget, ledger.total
-    if budget.max_samples is not None and spent.samples >= budget.max_samples:
-        return "max_samples"
-    if budget.max_tokens is not None and spent.total_tokens >= budget.max_tokens:
-        return "max_tokens"
-    if budget.max_usd is not None and spent.usd >= budget.max_usd:
-        return "max_usd"
-    if budget.max_flops is not None and spent.flops >= budget.max_flops:
-        return "max_flops"
-    return "max_seconds"
