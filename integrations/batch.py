@@ -3,8 +3,7 @@
 ::
 
     from pathlib import Path
-    from ttc_agents import Budget
-    from ttc_agents._workflow import load_workflow
+    from ttc_agents import Budget, load_workflow
     from ttc_agents.integrations.batch import abatch, run_batch
 
     workflow = load_workflow("workflows.yaml", "math-support")

@@ -5,7 +5,7 @@ Install the extra: ``pip install "ttc-agents[ray]"`` (on the driver and on every
 ::
 
     from pathlib import Path
-    from ttc_agents._workflow import load_workflow
+    from ttc_agents import load_workflow
     from ttc_agents.integrations.ray_engine import run_batch_ray
 
     workflow = load_workflow("workflows.yaml", "math")
