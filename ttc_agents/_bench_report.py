@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ttc_agents._bench_results import PLOTS, REPORT, SUMMARY
-from ttc_agents._bench_stats import _STYLE, _setting_order
+from ttc_agents._bench_stats import _STYLE, setting_order
 from ttc_agents._policy import Cost
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["format_summary", "write_outputs"]
+__all__ = ["draw_curves", "format_summary", "write_outputs"]
 
 
 def _spend_text(cost: Cost) -> str:
@@ -99,14 +99,24 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _curve(ax: Axes, settings: Sequence[Mapping[str, Any]], x: Literal["tokens", "budget"], band: bool) -> None:
-    """One line per setting through its budgets; ``band``: shade the bootstrap interval over questions."""
+def draw_curves(
+    ax: Axes,
+    settings: Sequence[Mapping[str, Any]],
+    x: Literal["tokens", "budget"],
+    band: bool,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> None:
+    """One line per setting through its budgets, in the settings' order and style (``ttc bench``'s and
+    ``ttc demo``'s figures); ``band``: shade the bootstrap interval over questions; ``labels``: legend
+    labels instead of the settings' own."""
     by_setting: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for s in settings:
         by_setting[s["setting"]].append(s)
-    for setting in sorted(by_setting, key=_setting_order):
+    for setting in sorted(by_setting, key=setting_order):
         points = sorted(by_setting[setting], key=lambda s: s["budget"])
         label, colour, marker = _STYLE.get(setting, (setting, "gray", "x"))
+        label = (labels or {}).get(setting, label)
         xs = [s["tokens"]["mean"] if x == "tokens" else s["budget"] for s in points]
         ys = [s["accuracy"]["mean"] for s in points]
         size = 11 if marker == "*" else 6
@@ -133,7 +143,7 @@ def _plot_overall(summary: Mapping[str, Any], path: Path, x: Literal["tokens", "
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    _curve(ax, summary["settings"], x, band=True)
+    draw_curves(ax, summary["settings"], x, band=True)
     ax.set_xlabel(_X_LABELS[x])
     ax.set_ylabel("accuracy (mean over seeds)")
     run = summary.get("run", {})
@@ -162,7 +172,7 @@ def _plot_bins(summary: Mapping[str, Any], path: Path, x: Literal["tokens", "bud
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.1 * rows + 0.5), sharey=True, squeeze=False)
     panels = [ax for row in axes for ax in row]
     for ax, bin_ in zip(panels, bins, strict=False):
-        _curve(ax, bin_["settings"], x, band=False)
+        draw_curves(ax, bin_["settings"], x, band=False)
         ax.set_title(f"{bin_['label']}, {bin_['questions']} questions", fontsize=9)
         ax.tick_params(labelsize=8)
     for row in axes:

@@ -13,7 +13,7 @@ from ttc_agents._bench_results import Row
 from ttc_agents._datasets import Problem
 from ttc_agents._policy import Cost, bin_of, quantile_thresholds
 
-__all__ = ["BinMode", "matched_rows", "summarize"]
+__all__ = ["BinMode", "matched_rows", "setting_order", "summarize"]
 
 
 _METRICS: Final = ("samples", "tokens", "usd", "flops")
@@ -83,7 +83,8 @@ def _bootstrap_questions(rows: Sequence[Row], resamples: int = _BOOTSTRAP_RESAMP
     return [float(low), float(high)]
 
 
-def _setting_order(setting: str) -> int:
+def setting_order(setting: str) -> int:
+    """Where ``setting`` goes in tables and legends (the order of the style table; unknown ones last)."""
     order = list(_STYLE)
     return order.index(setting) if setting in order else len(order)
 
@@ -94,7 +95,7 @@ def _group_stats(rows: Sequence[Row]) -> list[dict[str, Any]]:
     for row in rows:
         groups[(str(row["setting"]), int(row["budget"]))][int(row["seed"])].append(row)
     out = []
-    for (setting, budget), by_seed in sorted(groups.items(), key=lambda kv: (_setting_order(kv[0][0]), kv[0][1])):
+    for (setting, budget), by_seed in sorted(groups.items(), key=lambda kv: (setting_order(kv[0][0]), kv[0][1])):
         seeds = sorted(by_seed)
         accuracy = _interval([sum(bool(r["correct"]) for r in by_seed[s]) / len(by_seed[s]) for s in seeds], (0.0, 1.0))
         accuracy["ci_questions"] = _bootstrap_questions([r for s in seeds for r in by_seed[s]])

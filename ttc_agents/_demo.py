@@ -74,6 +74,8 @@ from typing import Any, Final, Literal
 
 from pydantic import SecretStr
 
+from ttc_agents._bench_report import draw_curves
+from ttc_agents._bench_stats import setting_order
 from ttc_agents._budget import Ledger, LedgerSnapshot, Usage
 from ttc_agents._candidates import Candidate
 from ttc_agents._datasets import Problem, grade, reasoning_gym_problems
@@ -410,8 +412,12 @@ def summarize(records: Sequence[CellRecord]) -> list[SummaryRow]:
 
 
 def _method_order(name: str) -> int:
-    names = [m.name for m in METHODS] + [ROUTER]
-    return names.index(name) if name in names else len(names)
+    return setting_order(_setting(name))
+
+
+def _setting(method: str) -> str:
+    """The bench's setting name of a demo method (``best_of_n/weighted`` -> ``best_of_n_weighted``)."""
+    return method.replace("/", "_")
 
 
 # -- model and gateway ----------------------------------------------------------------------------------
@@ -791,32 +797,38 @@ def summary_dict(result: DemoResult) -> dict[str, Any]:
 
 
 def plot_accuracy_vs_tokens(rows: Sequence[SummaryRow], path: Path, *, title: str = "") -> None:
-    """Accuracy against generated tokens per question, one line per strategy, points labelled N."""
+    """Accuracy against generated tokens per question, one line per strategy (drawn as ``ttc bench``
+    draws its curves), points labelled N."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    settings = [
+        {
+            "setting": _setting(r.method),
+            "budget": r.budget,
+            "tokens": {"mean": max(r.generated_tokens, 1e-3)},
+            "accuracy": {"mean": r.accuracy},
+        }
+        for r in rows
+    ]
+    labels = {_setting(r.method): r.method + (" (held-out half)" if r.split == "held-out" else "") for r in rows}
+    draw_curves(ax, settings, "tokens", band=False, labels=labels)
     labelled: set[tuple[float, float, str]] = set()
     for method in dict.fromkeys(row.method for row in rows):
         points = sorted((r for r in rows if r.method == method), key=lambda r: (r.generated_tokens, r.budget))
-        label = method + (" (held-out half)" if points and points[0].split == "held-out" else "")
-        xs = [max(r.generated_tokens, 1e-3) for r in points]
-        ax.plot(xs, [r.accuracy for r in points], "o-" if method != ROUTER else "s--", label=label)
         budgets_at: dict[tuple[float, float], list[int]] = {}
-        for r, x in zip(points, xs, strict=True):
-            budgets_at.setdefault((round(x, 6), round(r.accuracy, 6)), []).append(r.budget)
+        for r in points:
+            budgets_at.setdefault((round(max(r.generated_tokens, 1e-3), 6), round(r.accuracy, 6)), []).append(r.budget)
         for (x, y), budgets in budgets_at.items():  # one label per point: "N=2,4" where budgets coincide
             text = "N=" + ",".join(map(str, budgets))
             if (x, y, text) not in labelled:  # and not twice where several strategies coincide
                 labelled.add((x, y, text))
                 ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log", base=2)
     ax.set_xlabel("generated tokens per question (log scale)")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.03, 1.03)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "accuracy vs generated tokens", fontsize=10)
     fig.tight_layout()
