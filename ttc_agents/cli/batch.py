@@ -122,8 +122,8 @@ def _run(args: argparse.Namespace) -> BatchSummary:
     from pathlib import Path
 
     from ttc_agents._gateway import get_default_gateway, set_default_gateway
-    from ttc_agents._workflow import load_workflow
     from ttc_agents._gc import freeze_after_imports
+    from ttc_agents._workflow import load_workflow
     from ttc_agents.integrations.batch import run_batch
 
     if args.engine != "ray" and (args.address is not None or args.workers is not None):

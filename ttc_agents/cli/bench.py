@@ -81,10 +81,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from ttc_agents._bench import BenchConfig, format_summary, run_bench
     from ttc_agents._datasets import DatasetWarning
+    from ttc_agents._gc import freeze_after_imports
     from ttc_agents._loaders import load_bench_problems
     from ttc_agents._models import ModelSpec
     from ttc_agents._policy import PolicyMismatchError
-    from ttc_agents._gc import freeze_after_imports
     from ttc_agents.cli.calibrate import parse_budgets
 
     freeze_after_imports()

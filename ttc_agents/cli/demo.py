@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Carry out ``ttc demo``; returns the process exit code."""
     from ttc_agents._demo import DEFAULT_MODEL, LEVELS, DemoSettings, demo_model, format_report, run_demo, write_outputs
-    from ttc_agents._local import LocalServerError
     from ttc_agents._gc import freeze_after_imports
+    from ttc_agents._local import LocalServerError
 
     freeze_after_imports()
     settings = dataclasses.replace(

@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ttc_agents._gateway import get_default_gateway, set_default_gateway
+    from ttc_agents._gc import freeze_after_imports
     from ttc_agents._models import ModelSpec
     from ttc_agents._workflow import load_workflow
-    from ttc_agents._gc import freeze_after_imports
     from ttc_agents.graphs import build_strategy_graph
     from ttc_agents.verifiers._factory import make_verifier
 
