@@ -170,7 +170,9 @@ async def test_router_reports_its_bin_and_choice() -> None:
     assert meta["strategy"]["strategy"] in ("best_of_n", "beam_search")
     assert meta["trace"]["choice"]["action"]
     stages = [e["data"]["stage"] for e in events if e["event"] == "on_custom_event" and e["name"] == "ttc_progress"]
-    assert stages[:3] == ["start", "estimate", "lookup"] and "run/generate" in stages  # the nested strategy too
+    assert stages[:3] == ["start", "estimate", "lookup"] and "run" in stages
+    if meta["strategy"]["strategy"] != "best_of_n":  # best-of-N after its probe is drawn in the router itself
+        assert any(stage.startswith("run/") for stage in stages)  # the nested strategy's stages too
 
 
 def test_earlier_turns_become_context() -> None:
