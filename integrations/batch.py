@@ -113,7 +113,7 @@ async def run_batch(
     strict: bool = False,
     policy_window: int = 256,
     gateway: Gateway | None = None,
-    base_dir: str | os.PathLike[str] = ".",
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> BatchSummary:
     """Answer every item with ``target`` and stream one JSON record per item to ``out``.
 
@@ -169,7 +169,7 @@ async def abatch(
     total_budget: Budget | None = None,
     progress: bool = False,
     gateway: Gateway | None = None,
-    base_dir: str | os.PathLike[str] = ".",
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> list[BatchRecord]:
     """Answer ``items`` in memory and return their records in input order (no file, no resume).
 

@@ -121,7 +121,7 @@ class _Outcome:
 class BatchWorker:
     """A Ray async actor running one workflow's graph for the driver's items (see the module docs)."""
 
-    def __init__(self, workflow: Workflow, policy: Policy | None, base_dir: str) -> None:
+    def __init__(self, workflow: Workflow, policy: Policy | None, base_dir: str | None) -> None:
         from ttc_agents._gateway import get_default_gateway
         from ttc_agents._gc import freeze_after_imports
 
@@ -252,7 +252,7 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None, init: Mapping[
 
 
 async def _start_workers(
-    ray: Any, workflow: Workflow, policy: Policy | None, base_dir: str, count: int, concurrency: int, cpus: float
+    ray: Any, workflow: Workflow, policy: Policy | None, base_dir: str | None, count: int, concurrency: int, cpus: float
 ) -> _Workers:
     actor = ray.remote(BatchWorker).options(
         max_concurrency=concurrency, num_cpus=cpus, max_restarts=3, max_task_retries=0
@@ -285,7 +285,7 @@ async def run_batch_ray(
     retry_errors: bool = False,
     strict: bool = False,
     policy_window: int = 256,
-    base_dir: str | os.PathLike[str] = ".",
+    base_dir: str | os.PathLike[str] | None = None,
     ray_init: Mapping[str, Any] | None = None,
 ) -> BatchSummary:
     """Answer every item with ``workflow`` on Ray workers and stream one record per item to ``out``.
@@ -322,7 +322,7 @@ async def run_batch_ray(
             ray,
             workflow,
             None if router is None else router.policy,
-            str(Path(base_dir)),
+            None if base_dir is None else str(Path(base_dir)),
             workers,
             math.ceil(max_concurrency / workers),
             worker_cpus,

@@ -266,3 +266,14 @@ def test_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
         "  a:\n    <<: *base\n    strategy: {strategy: best_of_n, n: 3}\n"
     )
     assert load_workflow(path, "a").strategy.n == 3  # type: ignore[union-attr]
+
+
+def test_a_relative_policy_path_starts_at_the_yaml_file_not_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ttc_agents import load_workflow
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    monkeypatch.chdir(tmp_path)  # examples/policy.json is not reachable from here
+    graph = load_workflow(examples / "workflows.yaml", "math").build()
+    assert graph is not None

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ttc_agents._budget import Budget
 from ttc_agents._gateway import Gateway
@@ -91,12 +91,17 @@ class Workflow(BaseModel):
             raise ValueError(f"model {self.model!r} is not one of models {sorted(self.models)}")
         return self
 
+    _source_dir: Path | None = PrivateAttr(default=None)
+
     @property
     def main_model(self) -> ModelSpec:
         return self.models[self.model] if self.model is not None else next(iter(self.models.values()))
 
-    def build(self, *, gateway: Gateway | None = None, base_dir: str | os.PathLike[str] = ".") -> Any:
-        """The compiled graph this workflow runs: the router with its policy, or the fixed strategy."""
+    def build(self, *, gateway: Gateway | None = None, base_dir: str | os.PathLike[str] | None = None) -> Any:
+        """The compiled graph this workflow runs: the router with its policy, or the fixed strategy.
+
+        ``base_dir`` is where a relative ``policy`` path starts: by default the directory of the YAML
+        file the workflow was loaded from (the current directory for a workflow built in code)."""
         from ttc_agents.graphs import build_strategy_graph
         from ttc_agents.verifiers._factory import make_verifier
 
@@ -116,7 +121,7 @@ class Workflow(BaseModel):
         self,
         *,
         gateway: Gateway | None = None,
-        base_dir: str | os.PathLike[str] = ".",
+        base_dir: str | os.PathLike[str] | None = None,
         verifier: Any = None,
         policy: Policy | None = None,
     ) -> Any:
@@ -130,7 +135,8 @@ class Workflow(BaseModel):
         if self.policy is None:
             raise ValueError("this workflow has a fixed strategy, not a policy")
         if policy is None:
-            policy = Policy.load(Path(base_dir) / self.policy)
+            start = Path(base_dir) if base_dir is not None else self._source_dir or Path(".")
+            policy = Policy.load(start / self.policy)
         by_name = {spec.name: spec for spec in self.models.values()}
         return Router(
             policy,
@@ -188,13 +194,15 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _validate(path: str | os.PathLike[str], name: str, raw: Any) -> Workflow:
     try:
-        return Workflow.model_validate(raw)
+        workflow = Workflow.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"field {'.'.join(str(part) for part in error['loc']) or '(itself)'}: {error['msg']}"
             for error in exc.errors()
         )
         raise WorkflowConfigError(f"{path}: workflow {name!r}: {problems}") from exc
+    workflow._source_dir = Path(path).parent
+    return workflow
 
 
 def load_workflows(path: str | os.PathLike[str]) -> dict[str, Workflow]:
