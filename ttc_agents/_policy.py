@@ -36,10 +36,10 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -64,6 +64,8 @@ __all__ = [
     "quantile_thresholds",
     "reuses_probe",
 ]
+
+K = TypeVar("K", bound=Hashable)
 
 POLICY_FORMAT_VERSION = 1
 N_BINS = 5
@@ -621,23 +623,13 @@ class _Fitter:
             target = sum(self.cells[reference][q].cost.in_unit(unit) for q in questions if q in self.cells[reference])
             position = {b: 0 for b in hulls if hulls[b]}
             spent = sum(sizes[b] * hulls[b][0].cost.in_unit(unit) for b in position)
-            while True:
-                best: tuple[float, int, float] | None = None
-                for b, p in position.items():
-                    if p + 1 >= len(hulls[b]):
-                        continue
-                    extra = sizes[b] * (hulls[b][p + 1].cost.in_unit(unit) - hulls[b][p].cost.in_unit(unit))
-                    gain = sizes[b] * (hulls[b][p + 1].value - hulls[b][p].value)
-                    if spent + extra > target * (1 + 1e-9):
-                        continue
-                    rate = gain / max(extra, 1e-12)
-                    if best is None or rate > best[0]:
-                        best = (rate, b, extra)
-                if best is None:
-                    break
-                _, b, extra = best
-                spent += extra
-                position[b] += 1
+            greedy_upgrades(
+                position,
+                lambda b, p: len(hulls[b]) - 1,
+                lambda b, p: sizes[b] * (hulls[b][p + 1].cost.in_unit(unit) - hulls[b][p].cost.in_unit(unit)),
+                lambda b, p: sizes[b] * (hulls[b][p + 1].value - hulls[b][p].value),
+                target * (1 + 1e-9) - spent,
+            )
             for b, p in position.items():
                 chosen = hulls[b][p]
                 out[(b, budget)] = f"{chosen.budget}|{chosen.action.key}"
@@ -746,22 +738,43 @@ def allocate_budgets(
         if curves[bins[i]] and spent + cost(i, 0) - cost(i, -1) <= total:
             spent += cost(i, 0) - cost(i, -1)
             position[i] = 0
+    afforded = {i: p for i, p in enumerate(position) if p >= 0}
+    greedy_upgrades(
+        afforded,
+        lambda i, p: len(curves[bins[i]]) - 1,
+        lambda i, p: cost(i, p + 1) - cost(i, p),
+        lambda i, p: curves[bins[i]][p + 1].value - curves[bins[i]][p].value,
+        total - spent,
+    )
+    return [curves[bins[i]][afforded[i]] if i in afforded else None for i in range(len(bins))]
+
+
+def greedy_upgrades(
+    position: dict[K, int],
+    last: Callable[[K, int], int],
+    extra_cost: Callable[[K, int], float],
+    gain: Callable[[K, int], float],
+    room: float,
+) -> float:
+    """Move items up their accuracy-vs-cost curves by greedy marginal gain, in place.
+
+    ``position[k]`` is item k's step on its curve (``last(k, p)`` its top step); the next upgrade is
+    the one with the most ``gain`` per ``extra_cost`` that still fits in ``room``, while any gains.
+    Returns the room left. On concave curves (see :func:`_hull`) greedy is the optimal allocation.
+    """
     while True:
-        best: tuple[float, int, float] | None = None
-        for i, p in enumerate(position):
-            curve = curves[bins[i]]
-            if p < 0 or p + 1 >= len(curve):
+        best: tuple[float, K, float] | None = None
+        for k, p in position.items():
+            if p >= last(k, p):
                 continue
-            extra = cost(i, p + 1) - cost(i, p)
-            gain = curve[p + 1].value - curve[p].value
-            if gain <= 0 or spent + extra > total:
+            extra, more = extra_cost(k, p), gain(k, p)
+            if more <= 0 or extra > room:
                 continue
-            rate = gain / max(extra, 1e-12)
+            rate = more / max(extra, 1e-12)
             if best is None or rate > best[0]:
-                best = (rate, i, extra)
+                best = (rate, k, extra)
         if best is None:
-            break
-        _, i, extra = best
-        position[i] += 1
-        spent += extra
-    return [curves[bins[i]][p] if p >= 0 else None for i, p in enumerate(position)]
+            return room
+        _, chosen, extra = best
+        position[chosen] += 1
+        room -= extra
