@@ -12,7 +12,8 @@ install command as reason when the ``local`` extra is missing. Mark such tests `
 
 from __future__ import annotations
 
-from ttc_agents._local import DEFAULT_LOCAL_MODEL, local_server_fixture
+from ttc_agents._local import DEFAULT_LOCAL_MODEL
+from ttc_agents.testing import local_server_fixture
 
 __all__ = ["local_model_server"]
 

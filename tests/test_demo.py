@@ -33,8 +33,9 @@ from ttc_agents._demo import (
     summary_dict,
     write_outputs,
 )
-from ttc_agents._local import LocalServerInfo, local_server_fixture
+from ttc_agents._local import LocalServerInfo
 from ttc_agents.cli import main
+from ttc_agents.testing import local_server_fixture
 
 needs_reasoning_gym = pytest.mark.skipif(
     importlib.util.find_spec("reasoning_gym") is None, reason="the demo's task set needs reasoning-gym"

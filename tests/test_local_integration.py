@@ -29,8 +29,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 from ttc_agents import ArithmeticStepVerifier, BestOfNSpec, Gateway, ModelSpec, build_strategy_graph
-from ttc_agents._local import LocalServerInfo, local_server_fixture, resolve_local_model
+from ttc_agents._local import LocalServerInfo, resolve_local_model
 from ttc_agents._store import ResponseStore
+from ttc_agents.testing import local_server_fixture
 from ttc_agents.verifiers import _llm_judge
 from ttc_agents.verifiers._llm_judge import LLMJudgePRM
 

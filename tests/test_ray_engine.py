@@ -30,9 +30,10 @@ from ttc_agents._budget import Budget
 from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
 from ttc_agents._specs import BeamSearchSpec, BestOfNSpec
 from ttc_agents._workflow import load_workflow
-from ttc_agents.bench.scale import ServerProcess, arithmetic_rows, group_spec
+from ttc_agents.bench.scale import arithmetic_rows, group_spec
 from ttc_agents.integrations.batch import BatchConfigError, run_batch
 from ttc_agents.integrations.ray_engine import import_ray, run_batch_ray
+from ttc_agents.testing import ServerProcess
 
 GROUP = "openai/arith"  # the scripted servers answer as the `arith` profile
 IN_NAMESPACE = "TTC_RAY_TESTS_IN_NAMESPACE"

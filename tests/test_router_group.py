@@ -17,10 +17,9 @@ from ttc_agents._budget import Ledger, Usage
 from ttc_agents._gateway import Gateway, RetryPolicy
 from ttc_agents._providers import register_providers
 from ttc_agents._workflow import WorkflowConfigError, load_workflow
-from ttc_agents.bench.scale import closed_port
 from ttc_agents.cli import main
 from ttc_agents.integrations.batch import abatch
-from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig
+from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, closed_port
 
 NAME = "openai/fake"
 QUICK = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.02, jitter=0.0)

@@ -58,9 +58,9 @@ __all__ = [
     "LocalServerNotRunningError",
     "LocalServerStartError",
     "LocalServerStatus",
+    "check_local_model",
     "default_state_dir",
     "local_server",
-    "local_server_fixture",
     "local_server_status",
     "register_local_model",
     "resolve_local_model",
@@ -427,6 +427,13 @@ def _default_threads() -> int:
 # -- public API -------------------------------------------------------------------------------------
 
 
+def check_local_model(model: str = DEFAULT_LOCAL_MODEL) -> None:
+    """Raise :class:`LocalExtraMissingError` (with the install command) unless the server and the files of
+    local model ``model`` are installed; ValueError for a model that is not registered."""
+    _check_server_installed()
+    _spec(model).locate()
+
+
 def start_local_server(
     model: str = DEFAULT_LOCAL_MODEL,
     port: int | None = None,
@@ -716,39 +723,3 @@ def local_server(
     finally:
         if stop or (stop is None and not info.reused):
             stop_local_server(info.model, state_dir=directory)
-
-
-def local_server_fixture(
-    model: str = DEFAULT_LOCAL_MODEL,
-    *,
-    scope: str = "session",
-    state_dir: str | os.PathLike[str] | None = None,
-    timeout: float = 180,
-    private: bool = False,
-) -> Any:
-    """Make a pytest fixture that yields a :class:`LocalServerInfo` for ``model``.
-
-    The fixture skips the test (with the install command as reason) when the ``local`` extra is
-    missing, reuses a server that is already running, and stops the server afterwards only if it
-    started it. Use it in a conftest::
-
-        local_model_server = local_server_fixture("smollm2-135m")
-
-    With ``private=True`` the server gets a state directory of its own (under pytest's temporary
-    directory), so it is never shared with another process: use it when a test counts the requests
-    in the server's log (``info.log_path``). It is stopped at the end of the fixture's scope.
-    """
-    import pytest  # test-only dependency: imported when a fixture is made
-
-    @pytest.fixture(scope=scope)  # type: ignore[call-overload, untyped-decorator, unused-ignore]
-    def _fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServerInfo]:
-        try:
-            _check_server_installed()
-            _spec(model).locate()
-        except LocalExtraMissingError as error:
-            pytest.skip(str(error))
-        directory = tmp_path_factory.mktemp("ttc-local-server") if private else state_dir
-        with local_server(model, state_dir=directory, timeout=timeout, stop=True if private else None) as info:
-            yield info
-
-    return _fixture

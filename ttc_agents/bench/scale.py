@@ -28,159 +28,23 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-__all__ = [
-    "ServerProcess",
-    "arithmetic_rows",
-    "closed_port",
-    "group_spec",
-    "main",
-    "measure_engines",
-    "measure_router",
-    "serve_scripted",
-]
+from ttc_agents.testing import ServerProcess, serve_until_stdin_closes
+
+__all__ = ["arithmetic_rows", "group_spec", "main", "measure_engines", "measure_router"]
 
 FAKE_COMPLETION_TOKENS = 32
 
 
 # ---------------------------------------------------------------------------------------------
-# Servers
+# Workloads
 # ---------------------------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released): a deployment that is down."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def serve_scripted(port: int = 0, latency: float = 0.0) -> tuple[Any, int]:
-    """Serve the scripted test double as an OpenAI-compatible ``POST /v1/chat/completions`` on
-    127.0.0.1 (the request's ``model`` names the profile). Returns the aiohttp runner and the port."""
-    from aiohttp import web
-
-    from ttc_agents._scripted import scripted_respond
-
-    async def chat(request: web.Request) -> web.Response:
-        body = await request.json()
-        if latency > 0:
-            await asyncio.sleep(latency)
-        try:
-            response = scripted_respond(str(body.get("model", "arith")), body.get("messages") or [], body)
-        except Exception as exc:
-            status = int(getattr(exc, "status_code", 400) or 400)
-            return web.json_response({"error": {"message": str(exc), "type": "invalid_request_error"}}, status=status)
-        payload: dict[str, Any] = response.model_dump(mode="json")  # type: ignore[no-untyped-call]
-        return web.json_response(payload)
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", port))
-    await web.SockSite(runner, sock, backlog=1024).start()
-    bound: int = sock.getsockname()[1]
-    return runner, bound
-
-
-async def _serve_until_stdin_closes(kind: str, latency: float, completion_tokens: int) -> None:
-    if kind == "scripted":
-        runner, port = await serve_scripted(0, latency)
-        print(port, flush=True)
-        await asyncio.to_thread(sys.stdin.read)
-        await runner.cleanup()
-        return
-    from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig
-
-    server = FakeOpenAIServer(FakeServerConfig(completion_tokens=completion_tokens, latency=latency)).start()
-    print(server.port, flush=True)
-    await asyncio.to_thread(sys.stdin.read)
-    server.stop()
-
-
-class ServerProcess:
-    """One model server in a child process on 127.0.0.1; it stops when its stdin closes (or is killed
-    by its PID after ``timeout``). A context manager."""
-
-    def __init__(self, kind: str = "scripted", *, latency: float = 0.0, completion_tokens: int = 32) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "ttc_agents.bench.scale",
-            "serve",
-            "--kind",
-            kind,
-            "--latency",
-            str(latency),
-            "--completion-tokens",
-            str(completion_tokens),
-        ]
-        self.process: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    def start(self) -> Self:
-        """Start the server and wait until it listens."""
-        return self.launch().wait_ready()
-
-    def launch(self) -> Self:
-        """Start the process without waiting (several servers start in parallel this way)."""
-        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        return self
-
-    def wait_ready(self) -> Self:
-        """Wait for the port the server prints once it listens."""
-        assert self.process is not None and self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.strip():
-            self.stop()
-            raise RuntimeError(f"server did not start: {' '.join(self.command)}")
-        self.port = int(line)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def stop(self, timeout: float = 10.0) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def group_spec(name: str, urls: Sequence[str], **group: Any) -> dict[str, Any]:
@@ -419,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        asyncio.run(_serve_until_stdin_closes(args.kind, args.latency, args.completion_tokens))
+        asyncio.run(serve_until_stdin_closes(args.kind, args.latency, args.completion_tokens))
         return 0
-    from ttc_agents._gc import freeze_after_imports
+    from ttc_agents.cli import freeze_after_imports
 
     if args.command == "router":
         with contextlib.ExitStack() as stack:

@@ -12,6 +12,7 @@ registered with LiteLLM when ttc-agents loads; use their names wherever a model 
 """
 
 from ttc_agents._population import POPULATION_SETTINGS, PopulationProfile, population_model, population_oracle
+from ttc_agents.testing._local_fixture import local_server_fixture
 from ttc_agents.testing._openai_server import (
     BilledUsage,
     FakeOpenAIServer,
@@ -21,6 +22,7 @@ from ttc_agents.testing._openai_server import (
     RecordedRequest,
     TextSource,
 )
+from ttc_agents.testing._servers import ServerProcess, closed_port, serve_scripted, serve_until_stdin_closes
 
 __all__ = [
     "POPULATION_SETTINGS",
@@ -31,7 +33,12 @@ __all__ = [
     "FaultKind",
     "PopulationProfile",
     "RecordedRequest",
+    "ServerProcess",
     "TextSource",
+    "closed_port",
+    "local_server_fixture",
     "population_model",
     "population_oracle",
+    "serve_scripted",
+    "serve_until_stdin_closes",
 ]
