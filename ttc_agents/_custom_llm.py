@@ -1,9 +1,10 @@
 """One base for the library's LiteLLM providers (``litellm.CustomLLM`` handlers).
 
 LiteLLM calls a handler's ``completion``, ``acompletion``, ``streaming`` and ``astreaming`` with
-seventeen positional-or-keyword parameters, of which a provider that answers from Python needs four:
-the model string, the messages, the OpenAI parameters (``optional_params``) and the response object
-to fill in. :class:`CustomLLMAdapter` takes LiteLLM's signatures once and hands those four to
+seventeen parameters, of which a provider that answers from Python needs four: the model string, the
+messages, the OpenAI parameters (``optional_params``) and the response object to fill in.
+:class:`CustomLLMAdapter` binds each call to LiteLLM's own signature (``CustomLLM.completion``, the
+same for all four) and hands those four to
 :meth:`~CustomLLMAdapter.respond` (on the event loop) or :meth:`~CustomLLMAdapter.respond_sync`;
 :class:`StreamingCustomLLMAdapter` adds streaming as one chunk (with usage) of the finished answer.
 Errors a provider raises come from :func:`custom_llm_error`, which LiteLLM maps by status code.
@@ -15,8 +16,9 @@ provider that runs workflows (:class:`ttc_agents.integrations.litellm_provider.T
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+import inspect
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Final
 
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
@@ -45,97 +47,37 @@ class CustomLLMAdapter(CustomLLM):
         where a loop may already be running in the calling thread, or where the answer needs none."""
         return asyncio.run(self.respond(model, messages, optional_params, model_response))
 
-    def completion(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
+    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         """LiteLLM's synchronous entry point: :meth:`respond_sync`."""
-        return self.respond_sync(model, messages, optional_params, model_response)
+        return self.respond_sync(*_request(self, args, kwargs))
 
-    async def acompletion(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> ModelResponse:
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         """LiteLLM's asynchronous entry point: :meth:`respond`, on the caller's event loop."""
-        return await self.respond(model, messages, optional_params, model_response)
+        return await self.respond(*_request(self, args, kwargs))
 
 
 class StreamingCustomLLMAdapter(CustomLLMAdapter):
     """A :class:`CustomLLMAdapter` that also streams: the finished answer as one chunk, with usage."""
 
-    async def astreaming(  # type: ignore[override,misc]
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> AsyncIterator[GenericStreamingChunk]:
+    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
         """The answer of :meth:`respond` as one chunk."""
-        yield one_chunk(await self.respond(model, messages, optional_params, model_response))
+        yield one_chunk(await self.respond(*_request(self, args, kwargs)))
 
-    def streaming(
-        self,
-        model: str,
-        messages: list[Any],
-        api_base: str,
-        custom_prompt_dict: dict[str, Any],
-        model_response: ModelResponse,
-        print_verbose: Callable[..., Any],
-        encoding: Any,
-        api_key: Any,
-        logging_obj: Any,
-        optional_params: dict[str, Any],
-        acompletion: Any = None,
-        litellm_params: Any = None,
-        logger_fn: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        client: Any = None,
-    ) -> Iterator[GenericStreamingChunk]:
+    def streaming(self, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
         """The answer of :meth:`respond_sync` as one chunk."""
-        yield one_chunk(self.respond_sync(model, messages, optional_params, model_response))
+        yield one_chunk(self.respond_sync(*_request(self, args, kwargs)))
+
+
+_ENTRY_POINT: Final = inspect.signature(CustomLLM.completion)
+"""The parameters LiteLLM passes to every entry point (completion, acompletion, streaming, astreaming)."""
+
+
+def _request(
+    handler: CustomLLM, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, list[Any], Mapping[str, Any], ModelResponse]:
+    """The model, messages, optional_params and model_response of one entry-point call."""
+    arguments = _ENTRY_POINT.bind(handler, *args, **kwargs).arguments
+    return arguments["model"], arguments["messages"], arguments["optional_params"], arguments["model_response"]
 
 
 def one_chunk(response: ModelResponse) -> GenericStreamingChunk:
