@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         asyncio.run(serve_until_stdin_closes(args.kind, args.latency, args.completion_tokens))
         return 0
-    from ttc_agents.cli import freeze_after_imports
+    from ttc_agents._gc import freeze_after_imports
 
     if args.command == "router":
         with contextlib.ExitStack() as stack:
