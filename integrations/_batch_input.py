@@ -9,7 +9,19 @@ from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, 
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["BadInput", "BatchInput", "BatchInputError", "BatchItem", "InputItem", "item_from_row", "read_jsonl"]
+__all__ = [
+    "BadInput",
+    "BatchInput",
+    "BatchInputError",
+    "BatchItem",
+    "IdCheck",
+    "InputItem",
+    "coerce_item",
+    "count_pending",
+    "item_from_row",
+    "iter_entries",
+    "read_jsonl",
+]
 
 _KNOWN_FIELDS = frozenset({"id", "question", "answer", "context"})
 
@@ -109,7 +121,7 @@ BatchInput = Iterable[InputItem] | AsyncIterable[InputItem] | os.PathLike[str]
 """A JSONL file (a path object; not a plain string), or an iterable / async iterable of items."""
 
 
-def _coerce(entry: InputItem, position: int) -> BatchItem | BadInput:
+def coerce_item(entry: InputItem, position: int) -> BatchItem | BadInput:
     if isinstance(entry, BatchItem):
         return entry if entry.line else replace(entry, line=position)
     if isinstance(entry, BadInput):
@@ -119,7 +131,7 @@ def _coerce(entry: InputItem, position: int) -> BatchItem | BadInput:
     return item_from_row(entry, position, "item")
 
 
-async def _entries(items: BatchInput) -> AsyncIterator[BatchItem | BadInput]:
+async def iter_entries(items: BatchInput) -> AsyncIterator[BatchItem | BadInput]:
     if isinstance(items, os.PathLike):
         for entry in read_jsonl(items):
             yield entry
@@ -127,13 +139,13 @@ async def _entries(items: BatchInput) -> AsyncIterator[BatchItem | BadInput]:
         position = 0
         async for raw in items:
             position += 1
-            yield _coerce(raw, position)
+            yield coerce_item(raw, position)
     else:
         for position, raw in enumerate(items, start=1):
-            yield _coerce(raw, position)
+            yield coerce_item(raw, position)
 
 
-class _Ids:
+class IdCheck:
     """Catches ids that repeat: the repeat becomes a bad input with an id of its own."""
 
     def __init__(self, where: str) -> None:
@@ -188,16 +200,16 @@ def _checked(entry: BatchItem | BadInput, where: str) -> BatchItem | BadInput:
     return entry
 
 
-def _count_pending(items: BatchInput, done: set[str], *, strict: bool, where: str) -> tuple[int, int] | None:
+def count_pending(items: BatchInput, done: set[str], *, strict: bool, where: str) -> tuple[int, int] | None:
     """Items still to run and bad ones still to record, when that can be known without consuming
     the input; a strict run's first bad line fails here, before anything runs."""
     if isinstance(items, os.PathLike):
         entries: Iterable[BatchItem | BadInput] = read_jsonl(items)
     elif isinstance(items, Collection) and not isinstance(items, Iterator):
-        entries = (_coerce(raw, position) for position, raw in enumerate(items, start=1))
+        entries = (coerce_item(raw, position) for position, raw in enumerate(items, start=1))
     else:
         return None
-    ids = _Ids(where)
+    ids = IdCheck(where)
     pending = bad = 0
     for raw in entries:
         entry = ids.check(raw)

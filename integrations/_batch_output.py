@@ -16,9 +16,19 @@ from pydantic import BaseModel
 
 from ttc_agents._budget import Usage
 
-from ._batch_pool import _POOLED
+from ._batch_pool import POOLED_FIELDS
 
-__all__ = ["BatchOutputError", "BatchRecord", "journal_path"]
+__all__ = [
+    "BatchOutputError",
+    "BatchRecord",
+    "FileSink",
+    "GrantJournal",
+    "PreviousRun",
+    "Sink",
+    "journal_path",
+    "lock_output",
+    "scan_output",
+]
 
 
 class BatchOutputError(ValueError):
@@ -45,7 +55,7 @@ class BatchRecord(TypedDict, total=False):
 
 
 @dataclass(slots=True)
-class _Previous:
+class PreviousRun:
     """What OUT held when the run started."""
 
     done: set[str] = field(default_factory=set)
@@ -59,9 +69,9 @@ class _Previous:
 _USAGE_FIELDS = frozenset(Usage.__dataclass_fields__)
 
 
-def _scan_output(path: Path, *, retry_errors: bool) -> _Previous:
+def scan_output(path: Path, *, retry_errors: bool) -> PreviousRun:
     """Read OUT for a resumed run; a partial last line is cut off at the last newline."""
-    previous = _Previous()
+    previous = PreviousRun()
     if not path.exists():
         return previous
     last: dict[str, tuple[bool, bool | None]] = {}  # id -> (is an error, correct) of its LAST record
@@ -150,11 +160,11 @@ def journal_path(out: str | os.PathLike[str]) -> Path:
 
 def _add(into: dict[str, float], amounts: Mapping[str, Any]) -> None:
     for name, amount in amounts.items():
-        if name in _POOLED and isinstance(amount, int | float):
+        if name in POOLED_FIELDS and isinstance(amount, int | float):
             into[name] = into.get(name, 0.0) + float(amount)
 
 
-class _Journal:
+class GrantJournal:
     """The grants of a total budget in flight, durably: a JSON line per grant start (``fsync``-ed
     before the item spends anything), a line per finish. What a killed run's items may have spent
     is what their unfinished grants held; a resumed run counts that against the total.
@@ -276,11 +286,11 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-class _FileSink:
+class FileSink:
     """Writes each record to OUT as one line; with ``resume=False`` OUT (and the journal's account
     of earlier runs) is emptied just before the first record, so that a failed start loses nothing."""
 
-    def __init__(self, file: IO[bytes], journal: _Journal | None, *, start_over: bool) -> None:
+    def __init__(self, file: IO[bytes], journal: GrantJournal | None, *, start_over: bool) -> None:
         self.write = _file_sink(file, start_over=self.start_over if start_over else None)
         self.file = file
         self.journal = journal
@@ -297,7 +307,7 @@ class _FileSink:
         self.write(line, record)
 
 
-def _lock(file: IO[bytes], path: Path) -> None:
+def lock_output(file: IO[bytes], path: Path) -> None:
     """Refuse a second run writing the same OUT at the same time (an advisory lock, POSIX only)."""
     try:
         import fcntl

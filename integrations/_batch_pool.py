@@ -11,17 +11,17 @@ from dataclasses import dataclass
 
 from ttc_agents._budget import Budget, Usage
 
-__all__ = ["EXHAUSTED"]
+__all__ = ["EXHAUSTED", "INTEGER_FIELDS", "POOLED_FIELDS", "BudgetPool", "Grant", "make_budget", "pooled_amounts"]
 
 EXHAUSTED = "batch budget exhausted"
 """The error message of an item that could not get any of the batch's total budget."""
 
 # Budget fields a total budget holds back (seconds are a deadline instead), and what usage counts.
-_POOLED = ("max_samples", "max_tokens", "max_usd", "max_flops")
-_INTEGER = frozenset({"max_samples", "max_tokens"})
+POOLED_FIELDS = ("max_samples", "max_tokens", "max_usd", "max_flops")
+INTEGER_FIELDS = frozenset({"max_samples", "max_tokens"})
 
 
-def _amounts(usage: Usage) -> dict[str, float]:
+def pooled_amounts(usage: Usage) -> dict[str, float]:
     """Usage in the budget's terms (``max_tokens`` counts prompt and completion tokens)."""
     return {
         "max_samples": usage.samples,
@@ -31,13 +31,13 @@ def _amounts(usage: Usage) -> dict[str, float]:
     }
 
 
-def _make_budget(values: Mapping[str, float | None]) -> Budget:
+def make_budget(values: Mapping[str, float | None]) -> Budget:
     """A budget from positive amounts (integer fields rounded down); other values are dropped."""
     kept: dict[str, float | int] = {}
     for name, value in values.items():
         if value is None:
             continue
-        if name in _INTEGER:
+        if name in INTEGER_FIELDS:
             value = math.floor(value)
         if value > 0:
             kept[name] = value
@@ -45,7 +45,7 @@ def _make_budget(values: Mapping[str, float | None]) -> Budget:
 
 
 @dataclass(frozen=True, slots=True)
-class _Grant:
+class Grant:
     """The share of the total that one item holds while it runs."""
 
     amounts: dict[str, float]
@@ -54,11 +54,11 @@ class _Grant:
     seq: int = 0  # its number in the journal
 
 
-class _BudgetPool:
+class BudgetPool:
     """A batch's total budget. Every running item holds its hard budget and gives back the rest."""
 
     def __init__(self, total: Budget, *, slots: int, spent_before: Mapping[str, float]) -> None:
-        self.limits = {name: float(getattr(total, name)) for name in _POOLED if getattr(total, name) is not None}
+        self.limits = {name: float(getattr(total, name)) for name in POOLED_FIELDS if getattr(total, name) is not None}
         self.spent = {name: float(spent_before.get(name, 0.0)) for name in self.limits}
         self.held = dict.fromkeys(self.limits, 0.0)
         self.deadline = None if total.max_seconds is None else time.monotonic() + total.max_seconds
@@ -68,7 +68,7 @@ class _BudgetPool:
 
     def left(self, name: str) -> float:
         value = self.limits[name] - self.spent[name] - self.held[name]
-        return math.floor(value) if name in _INTEGER else value
+        return math.floor(value) if name in INTEGER_FIELDS else value
 
     def exhausted_reason(self) -> str:
         for name, limit in self.limits.items():
@@ -76,7 +76,7 @@ class _BudgetPool:
                 return f"{EXHAUSTED} ({name}: {self.spent[name]:g} of {limit:g} spent)"
         return f"{EXHAUSTED} (max_seconds)"
 
-    async def acquire(self, want: Budget | Mapping[str, float | None] | None) -> _Grant | None:
+    async def acquire(self, want: Budget | Mapping[str, float | None] | None) -> Grant | None:
         """Hold ``want`` of each pooled quantity (None: an equal share ``left / slots`` of what is
         left; ``math.inf``: all of it), waiting for running items to give budget back when it does
         not fit. With nothing running: what is left when ``want`` does not fit, None when nothing is."""
@@ -91,7 +91,7 @@ class _BudgetPool:
             self._waiters.append(waiter)
             await waiter
 
-    def _try(self, wanted: Mapping[str, float | None]) -> tuple[_Grant | None, bool]:
+    def _try(self, wanted: Mapping[str, float | None]) -> tuple[Grant | None, bool]:
         amounts: dict[str, float] = {}
         whole = self.holders == 0
         for name in self.limits:
@@ -99,7 +99,7 @@ class _BudgetPool:
             amount = wanted.get(name)
             if amount is None:
                 amount = left / self.slots
-            if name in _INTEGER and math.isfinite(amount):
+            if name in INTEGER_FIELDS and math.isfinite(amount):
                 amount = max(1, math.floor(amount))
             if left <= 0 or amount > left:
                 if self.holders > 0:
@@ -117,9 +117,9 @@ class _BudgetPool:
         for name, amount in amounts.items():
             self.held[name] += amount
         self.holders += 1
-        return _Grant(amounts, seconds, whole), False
+        return Grant(amounts, seconds, whole), False
 
-    def release(self, grant: _Grant, spent: Mapping[str, float] | None) -> None:
+    def release(self, grant: Grant, spent: Mapping[str, float] | None) -> None:
         """Give ``grant`` back and book ``spent`` (None: the whole grant, when the real spend is unknown)."""
         for name, amount in grant.amounts.items():
             self.held[name] -= amount

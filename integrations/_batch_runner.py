@@ -27,40 +27,41 @@ from ._batch_input import (
     BatchInput,
     BatchInputError,
     BatchItem,
-    _count_pending,
-    _entries,
-    _Ids,
+    IdCheck,
+    count_pending,
+    iter_entries,
 )
 from ._batch_output import (
     BatchRecord,
+    FileSink,
+    GrantJournal,
+    PreviousRun,
     Sink,
-    _FileSink,
-    _Journal,
-    _lock,
-    _Previous,
-    _scan_output,
     journal_path,
+    lock_output,
+    scan_output,
 )
 from ._batch_pool import (
-    _INTEGER,
-    _POOLED,
     EXHAUSTED,
-    _amounts,
-    _BudgetPool,
-    _Grant,
-    _make_budget,
+    INTEGER_FIELDS,
+    POOLED_FIELDS,
+    BudgetPool,
+    Grant,
+    make_budget,
+    pooled_amounts,
 )
 from ._batch_spend import (
-    _ITEM_SPEND,
-    _ignored_max_tokens,
-    _ItemSpend,
-    _overran,
-    _spend_on_exception,
+    ITEM_SPEND,
+    ItemSpend,
+    item_ignored_max_tokens,
+    item_overran,
+    spend_on_exception,
 )
 
 __all__ = [
     "BatchAborted",
     "BatchConfigError",
+    "BatchRun",
     "BatchSummary",
     "BatchTarget",
     "RoutedTarget",
@@ -249,7 +250,7 @@ def _usage_of(result: Any) -> Usage | None:
 def _starved(usage: Usage | None, stopped_by: Any) -> bool:
     """Whether a run's share of the total could not pay for a single call (it spent nothing, and a
     pooled limit stopped it)."""
-    return usage is not None and usage.calls == 0 and usage.samples == 0 and stopped_by in _POOLED
+    return usage is not None and usage.calls == 0 and usage.samples == 0 and stopped_by in POOLED_FIELDS
 
 
 def _grade(answer: str | None, reference: str) -> bool:
@@ -299,7 +300,7 @@ class _Progress:
 RecordKind = Literal["answered", "error", "exhausted", "bad"]
 
 
-class _Batch:
+class BatchRun:
     """One run: reads items, runs them with bounded concurrency, hands every record to the sink."""
 
     def __init__(
@@ -310,12 +311,12 @@ class _Batch:
         max_concurrency: int,
         per_item: Budget | None,
         total: Budget | None,
-        previous: _Previous,
+        previous: PreviousRun,
         strict: bool,
         expected: int | None,
         policy_window: int,
         summary: BatchSummary,
-        journal: _Journal | None = None,
+        journal: GrantJournal | None = None,
         carried: Mapping[str, float] | None = None,
         canary: bool = False,
     ) -> None:
@@ -334,15 +335,15 @@ class _Batch:
         self.policy_window = policy_window
         self.summary = summary
         self.unit = _policy_unit(target.router, target.unit, total)
-        self.pool: _BudgetPool | None = None
-        self.journal: _Journal | None = None
+        self.pool: BudgetPool | None = None
+        self.journal: GrantJournal | None = None
         if total is not None and not total.unlimited:
-            spent = _amounts(previous.usage)
+            spent = pooled_amounts(previous.usage)
             for name, amount in previous.charged.items():
                 spent[name] = spent.get(name, 0.0) + amount
             for name, amount in (carried or {}).items():
                 spent[name] = spent.get(name, 0.0) + amount
-            self.pool = _BudgetPool(total, slots=max_concurrency, spent_before=spent)
+            self.pool = BudgetPool(total, slots=max_concurrency, spent_before=spent)
             self.journal = journal
         # The first item runs alone; an error every item would hit stops the run (BatchConfigError).
         self.canary = canary
@@ -370,7 +371,7 @@ class _Batch:
 
     async def _runnable(self, entries: AsyncIterator[BatchItem | BadInput], where: str) -> AsyncIterator[BatchItem]:
         """The items to run: bad input becomes an error record (or stops a strict run), done ids are skipped."""
-        ids = _Ids(where)
+        ids = IdCheck(where)
         async for raw in entries:
             entry = ids.check(raw)
             if entry.id in self.done:
@@ -419,7 +420,7 @@ class _Batch:
         if spent is not None:
             record["usage"] = spent.as_dict()
         if charged:
-            record["charged"] = {k: int(v) if k in _INTEGER else v for k, v in charged.items()}
+            record["charged"] = {k: int(v) if k in INTEGER_FIELDS else v for k, v in charged.items()}
         if ignored_max_tokens:
             record["max_tokens_ignored"] = True
         self._write(item.line, record, kind=kind, usage=spent)
@@ -428,9 +429,9 @@ class _Batch:
         self,
         item: BatchItem,
         exc: Exception,
-        grant: _Grant | None,
+        grant: Grant | None,
         spent: Usage | None,
-        tally: _ItemSpend | None,
+        tally: ItemSpend | None,
         already_spent: Usage | None = None,
     ) -> None:
         """An item's exception: give its grant back with what it spent and write its error record,
@@ -438,12 +439,12 @@ class _Batch:
         before = already_spent or Usage()
         total = None if spent is None else before + spent
         if grant is not None and self.pool is not None:
-            self.pool.release(grant, None if spent is None else _amounts(spent))
+            self.pool.release(grant, None if spent is None else pooled_amounts(spent))
         if self.canary and _every_item_would_fail(exc):
             if self.journal is not None and total is not None:  # paid, in no record: the journal keeps it
                 seqs = self.journal.by_item.pop(item.id, [])
                 for seq in seqs:
-                    self.journal.end(seq, _amounts(total) if seq == seqs[-1] else None)
+                    self.journal.end(seq, pooled_amounts(total) if seq == seqs[-1] else None)
             # (An unknown spend leaves the grant open in the journal: a resumed run counts it whole.)
             raise BatchConfigError(
                 f"the first item (id {item.id!r}) failed with {_error_text(exc)}; every item would: "
@@ -452,7 +453,7 @@ class _Batch:
         charged: dict[str, float] | None = None
         if total is None and grant is not None and self.pool is not None:
             charged = dict(grant.amounts)  # the real spend is unknown: the whole grant counts
-            for name, amount in _amounts(before).items():
+            for name, amount in pooled_amounts(before).items():
                 if name in charged:
                     charged[name] += amount
         self._fail(
@@ -460,10 +461,10 @@ class _Batch:
             _error_text(exc),
             spent=total,
             charged=charged,
-            ignored_max_tokens=_ignored_max_tokens(exc, tally),
+            ignored_max_tokens=item_ignored_max_tokens(exc, tally),
         )
 
-    def _exhausted(self, item: BatchItem, starved: _Grant | None = None) -> None:
+    def _exhausted(self, item: BatchItem, starved: Grant | None = None) -> None:
         """The error record of an item the total could not fund (``starved``: its share was too small)."""
         assert self.pool is not None
         if starved is None:
@@ -479,8 +480,8 @@ class _Batch:
         result: Mapping[str, Any],
         usage: Usage | None,
         started: float,
-        grant: _Grant | None = None,
-        tally: _ItemSpend | None = None,
+        grant: Grant | None = None,
+        tally: ItemSpend | None = None,
     ) -> None:
         answer = result.get("answer")
         record: BatchRecord = {
@@ -492,8 +493,8 @@ class _Batch:
             "strategy": result.get("strategy"),
         }
         if usage is None and grant is not None and self.pool is not None:
-            record["charged"] = {k: int(v) if k in _INTEGER else v for k, v in grant.amounts.items()}
-        if _overran(result, tally):
+            record["charged"] = {k: int(v) if k in INTEGER_FIELDS else v for k, v in grant.amounts.items()}
+        if item_overran(result, tally):
             record["max_tokens_ignored"] = True
         if result.get("trace") is not None:
             record["trace"] = result["trace"]
@@ -555,18 +556,18 @@ class _Batch:
         if failures:  # a record that could not be written, or the first item's configuration error
             raise failures[0]
 
-    def _item_budget(self, grant: _Grant, paid: Usage | None = None) -> Budget:
+    def _item_budget(self, grant: Grant, paid: Usage | None = None) -> Budget:
         """An item's hard budget: the per-item limits, with the pooled ones replaced by ``grant``
         (plus what the item already ``paid`` for, which its ledger counts again)."""
         fields: dict[str, float | None] = self.per_item.model_dump() if self.per_item is not None else {}
-        before = _amounts(paid) if paid is not None else {}
+        before = pooled_amounts(paid) if paid is not None else {}
         for name, amount in grant.amounts.items():
             fields[name] = amount + before.get(name, 0.0)
         seconds = [s for s in (grant.seconds, fields.get("max_seconds")) if s is not None]
         fields["max_seconds"] = min(seconds) if seconds else None
-        return _make_budget(fields)
+        return make_budget(fields)
 
-    async def _acquire(self, item: BatchItem, want: Budget | Mapping[str, float | None] | None) -> _Grant | None:
+    async def _acquire(self, item: BatchItem, want: Budget | Mapping[str, float | None] | None) -> Grant | None:
         """A share of the total for ``item``, journaled before the item can spend any of it."""
         assert self.pool is not None
         grant = await self.pool.acquire(want)
@@ -579,7 +580,7 @@ class _Batch:
             grant = replace(grant, seq=seq)
         return grant
 
-    async def _funded(self, item: BatchItem, attempt: Callable[[_Grant], Awaitable[bool]]) -> None:
+    async def _funded(self, item: BatchItem, attempt: Callable[[Grant], Awaitable[bool]]) -> None:
         """Run ``attempt`` under a share of the total. A share too small for one call (``attempt``
         returns False) is tried once more with all that is left, when nothing else runs; then the
         item is out of budget."""
@@ -609,7 +610,7 @@ class _Batch:
             await self._invoke(item, graph, self._request(item, self.per_item), None, started)
             return
 
-        async def attempt(grant: _Grant) -> bool:
+        async def attempt(grant: Grant) -> bool:
             return await self._invoke(item, graph, self._request(item, self._item_budget(grant)), grant, started)
 
         await self._funded(item, attempt)
@@ -619,40 +620,40 @@ class _Batch:
         item: BatchItem,
         graph: SupportsAInvoke,
         request: dict[str, Any],
-        grant: _Grant | None,
+        grant: Grant | None,
         started: float,
         already_spent: Usage | None = None,
     ) -> bool:
         """Run one graph call and write its record; an exception becomes the item's error record,
         never the batch's. False, with nothing written, when ``grant`` could not pay for one call."""
-        tally = _ItemSpend(answered=self.canary_answered)
-        token = _ITEM_SPEND.set(tally)
+        tally = ItemSpend(answered=self.canary_answered)
+        token = ITEM_SPEND.set(tally)
         try:
             result = await graph.ainvoke(request)
             usage = _usage_of(result)
         except Exception as exc:
-            _ITEM_SPEND.reset(token)
-            known = tally.ledger.total if self.target.tapped else _spend_on_exception(exc)
+            ITEM_SPEND.reset(token)
+            known = tally.ledger.total if self.target.tapped else spend_on_exception(exc)
             self._failed(item, exc, grant, known, tally, already_spent)
             return True
         except BaseException:
-            _ITEM_SPEND.reset(token)
+            ITEM_SPEND.reset(token)
             if grant is not None and self.pool is not None:
-                self.pool.release(grant, _amounts(tally.ledger.total) if self.target.tapped else None)
+                self.pool.release(grant, pooled_amounts(tally.ledger.total) if self.target.tapped else None)
             raise
-        _ITEM_SPEND.reset(token)
+        ITEM_SPEND.reset(token)
         if grant is not None and self.pool is not None:
             if usage is None:
                 self.pool.release(grant, None)
             else:
-                spent = _amounts(usage)
+                spent = pooled_amounts(usage)
                 if already_spent is not None:
-                    before = _amounts(already_spent)
+                    before = pooled_amounts(already_spent)
                     spent = {name: amount - before[name] for name, amount in spent.items()}
                 self.pool.release(grant, spent)
             if already_spent is None and _starved(usage, result.get("stopped_by")):
                 if usage is not None:
-                    self.starved_spend[item.id] = _amounts(usage)
+                    self.starved_spend[item.id] = pooled_amounts(usage)
                 return False
         await self._answered(item, result, usage, started, grant, tally)
         return True
@@ -716,27 +717,27 @@ class _Batch:
         state: StrategyState = {"question": item.question, "context": item.context or []}
         probed: list[_Probed] = []
 
-        async def attempt(grant: _Grant) -> bool:
+        async def attempt(grant: Grant) -> bool:
             ledger = Ledger(budget=self._item_budget(grant))
-            tally = _ItemSpend()
-            token = _ITEM_SPEND.set(tally)
+            tally = ItemSpend()
+            token = ITEM_SPEND.set(tally)
             try:
                 estimate = await router.estimator.estimate(router.ctx, state, ledger)
             except Exception as exc:
-                _ITEM_SPEND.reset(token)
+                ITEM_SPEND.reset(token)
                 # The probe's ledger is ours: what it booked before the exception is what it spent.
                 spent = ledger.total if not self.target.tapped else tally.ledger.total
                 self._failed(item, exc, grant, spent, tally)
                 return True
             except BaseException:
-                _ITEM_SPEND.reset(token)
-                pool.release(grant, _amounts(ledger.total))
+                ITEM_SPEND.reset(token)
+                pool.release(grant, pooled_amounts(ledger.total))
                 raise
-            _ITEM_SPEND.reset(token)
+            ITEM_SPEND.reset(token)
             snapshot = ledger.snapshot()
-            pool.release(grant, _amounts(snapshot.total))
+            pool.release(grant, pooled_amounts(snapshot.total))
             if _starved(snapshot.total, snapshot.stopped_by):
-                self.starved_spend[item.id] = _amounts(snapshot.total)
+                self.starved_spend[item.id] = pooled_amounts(snapshot.total)
                 return False
             probed.append(_Probed(item, replace(estimate, spent=snapshot), snapshot.total, started))
             return True
@@ -748,7 +749,7 @@ class _Batch:
         """Run the router with the allocated setting; the item's budget includes its probe's spend."""
         assert self.pool is not None and self.unit is not None and self.target.router is not None
         unit_field = UNIT_FIELDS[self.unit]
-        probe = _amounts(probed.spent)
+        probe = pooled_amounts(probed.spent)
         per_item = self.per_item.model_dump() if self.per_item is not None else {}
         entry = allocation.entry
         grant = None
@@ -810,24 +811,24 @@ async def run_batch_target(
     per_item = per_item_budget if per_item_budget is not None else resolved.per_item
     total = total_budget if total_budget is not None else resolved.total
     with open(out_path, "ab") as file:  # O_APPEND: every write lands at the end, even after the cut below
-        _lock(file, out_path)
-        previous = _scan_output(out_path, retry_errors=retry_errors) if resume else _Previous()
-        counted = _count_pending(items, previous.done, strict=strict, where=where)
+        lock_output(file, out_path)
+        previous = scan_output(out_path, retry_errors=retry_errors) if resume else PreviousRun()
+        counted = count_pending(items, previous.done, strict=strict, where=where)
         if check is not None:
             check()
-        journal: _Journal | None = None
+        journal: GrantJournal | None = None
         carried: dict[str, float] = {}
         if total is not None and not total.unlimited:
-            journal = _Journal(journal_path(out_path))
-            earlier = _Journal.read(journal.path)
+            journal = GrantJournal(journal_path(out_path))
+            earlier = GrantJournal.read(journal.path)
             carried = earlier if resume else {}
             journal.begin(earlier)  # resume=False: the earlier account stays until OUT is emptied
-        sink = _FileSink(file, journal, start_over=not resume)
+        sink = FileSink(file, journal, start_over=not resume)
         summary = BatchSummary(
             out=str(out_path), usage_before=previous.usage, graded=previous.graded, correct=previous.correct
         )
         try:
-            batch = _Batch(
+            batch = BatchRun(
                 resolved,
                 sink,
                 max_concurrency=max_concurrency,
@@ -843,7 +844,7 @@ async def run_batch_target(
                 canary=canary and resolved.tapped,
             )
             progress_total = None if counted is None else sum(counted)
-            await batch.run(_entries(items), where=where, progress=progress, progress_total=progress_total)
+            await batch.run(iter_entries(items), where=where, progress=progress, progress_total=progress_total)
             sink.start_over()  # resume=False and nothing to write: OUT is still emptied, as asked
         except (BatchConfigError, BatchInputError):
             raise

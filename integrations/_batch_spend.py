@@ -23,7 +23,16 @@ from ttc_agents._budget import (
 from ttc_agents._gateway import Gateway, get_default_gateway
 from ttc_agents._models import ModelSpec
 
-__all__ = ["MaxTokensIgnored"]
+__all__ = [
+    "ITEM_SPEND",
+    "ItemSpend",
+    "MaxTokensIgnored",
+    "TappedGateway",
+    "item_ignored_max_tokens",
+    "item_overran",
+    "spend_on_exception",
+    "tapped_gateway",
+]
 
 
 class MaxTokensIgnored(RuntimeError):
@@ -33,7 +42,7 @@ class MaxTokensIgnored(RuntimeError):
 
 
 @dataclass(slots=True)
-class _ItemSpend:
+class ItemSpend:
     """What one item's model calls spent (every call, whichever node's ledger it was booked in)."""
 
     ledger: Ledger = field(default_factory=Ledger)
@@ -41,7 +50,7 @@ class _ItemSpend:
     answered: asyncio.Event | None = None  # set once a call of the item got an answer
 
 
-_ITEM_SPEND: contextvars.ContextVar[_ItemSpend | None] = contextvars.ContextVar("ttc_batch_item", default=None)
+ITEM_SPEND: contextvars.ContextVar[ItemSpend | None] = contextvars.ContextVar("ttc_batch_item", default=None)
 """The running item's spend; set by the batch around each item's graph call (tasks inherit it)."""
 
 
@@ -54,7 +63,7 @@ class _TeeLedger:
 
     __slots__ = ("_inner", "_item", "_max_tokens")
 
-    def __init__(self, inner: Ledger, item: _ItemSpend, max_tokens: int | None) -> None:
+    def __init__(self, inner: Ledger, item: ItemSpend, max_tokens: int | None) -> None:
         self._inner = inner
         self._item = item
         self._max_tokens = max_tokens
@@ -78,7 +87,7 @@ class _TeeLedger:
         return getattr(self._inner, name)
 
 
-class _TappedGateway(Gateway):
+class TappedGateway(Gateway):
     """The gateway with every call of a batch item booked in the item's ledger too."""
 
     __slots__ = ()
@@ -93,7 +102,7 @@ class _TappedGateway(Gateway):
         max_tokens: int | None = None,
         **params: Any,
     ) -> Any:
-        item = _ITEM_SPEND.get()
+        item = ITEM_SPEND.get()
         if item is None:
             return await Gateway.sample(self, model, messages, k, ledger=ledger, max_tokens=max_tokens, **params)
         limit = max_tokens or ModelSpec.of(model).max_tokens
@@ -107,17 +116,17 @@ class _TappedGateway(Gateway):
             raise
 
 
-def _tapped(gateway: Gateway | None) -> Gateway:
+def tapped_gateway(gateway: Gateway | None) -> Gateway:
     """``gateway`` (default: the process-wide one) sharing all its state, with items' calls tapped."""
     base = gateway if gateway is not None else get_default_gateway()
-    if isinstance(base, _TappedGateway):
+    if isinstance(base, TappedGateway):
         return base
     tapped = copy.copy(base)
-    tapped.__class__ = _TappedGateway
+    tapped.__class__ = TappedGateway
     return tapped
 
 
-def _spend_on_exception(exc: BaseException) -> Usage | None:
+def spend_on_exception(exc: BaseException) -> Usage | None:
     """The spend an exception carries (the gateway attaches the run's ledger), if any."""
     snapshot = ledger_snapshot_of(exc)
     if snapshot is not None:
@@ -126,14 +135,14 @@ def _spend_on_exception(exc: BaseException) -> Usage | None:
     return ledger.total if isinstance(ledger, Ledger | LedgerSnapshot) else None
 
 
-def _ignored_max_tokens(exc: BaseException, item: _ItemSpend | None) -> bool:
+def item_ignored_max_tokens(exc: BaseException, item: ItemSpend | None) -> bool:
     if item is not None and item.ignored_max_tokens:
         return True
     snapshot = ledger_snapshot_of(exc)
     return isinstance(exc, MaxTokensIgnored) or (snapshot is not None and snapshot.overrun_tokens > 0)
 
 
-def _overran(result: Mapping[str, Any], item: _ItemSpend | None) -> bool:
+def item_overran(result: Mapping[str, Any], item: ItemSpend | None) -> bool:
     """Whether a server ignored ``max_tokens`` during the item (the run stopped on it)."""
     if item is not None and item.ignored_max_tokens:
         return True

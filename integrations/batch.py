@@ -36,25 +36,25 @@ from ._batch_input import (
     BatchInputError,
     BatchItem,
     InputItem,
-    _coerce,
-    _entries,
+    coerce_item,
     item_from_row,
+    iter_entries,
     read_jsonl,
 )
-from ._batch_output import BatchOutputError, BatchRecord, _Previous, journal_path
+from ._batch_output import BatchOutputError, BatchRecord, PreviousRun, journal_path
 from ._batch_pool import EXHAUSTED as EXHAUSTED
 from ._batch_runner import (
     BatchAborted,
     BatchConfigError,
+    BatchRun,
     BatchSummary,
     BatchTarget,
     RoutedTarget,
     SupportsAInvoke,
-    _Batch,
     preflight,
     run_batch_target,
 )
-from ._batch_spend import MaxTokensIgnored, _tapped, _TappedGateway
+from ._batch_spend import MaxTokensIgnored, TappedGateway, tapped_gateway
 
 __all__ = [
     "BadInput",
@@ -81,7 +81,7 @@ __all__ = [
 
 def _resolve(target: Workflow | Router | SupportsAInvoke, gateway: Gateway | None, base_dir: Any) -> BatchTarget:
     if isinstance(target, Workflow):
-        gateway = _tapped(gateway)
+        gateway = tapped_gateway(gateway)
         per_item = None if target.budget.unlimited else target.budget
         if target.policy is not None:
             router = target.router(gateway=gateway, base_dir=base_dir)
@@ -92,7 +92,7 @@ def _resolve(target: Workflow | Router | SupportsAInvoke, gateway: Gateway | Non
     if isinstance(target, Router):
         budget = target.ctx.budget
         per_item = None if budget is None or budget.unlimited else budget
-        tapped = isinstance(getattr(target.ctx, "gateway", None), _TappedGateway)
+        tapped = isinstance(getattr(target.ctx, "gateway", None), TappedGateway)
         return BatchTarget(target.graph, target, per_item, None, target.unit, tapped=tapped)
     if callable(getattr(target, "ainvoke", None)):
         return BatchTarget(target)
@@ -185,21 +185,21 @@ async def abatch(
         records[line - 1] = record
 
     resolved = _resolve(target, gateway, base_dir)
-    batch = _Batch(
+    batch = BatchRun(
         resolved,
         keep,
         max_concurrency=max_concurrency,
         per_item=per_item_budget if per_item_budget is not None else resolved.per_item,
         total=total_budget if total_budget is not None else resolved.total,
-        previous=_Previous(),
+        previous=PreviousRun(),
         strict=False,
         expected=len(listed),
         policy_window=max(len(listed), 1),
         summary=BatchSummary(),
     )
     # Positions, not the items' own lines, say where each record goes.
-    positioned = [replace(_coerce(raw, i), line=i) for i, raw in enumerate(listed, start=1)]
-    await batch.run(_entries(positioned), where="item", progress=progress)
+    positioned = [replace(coerce_item(raw, i), line=i) for i, raw in enumerate(listed, start=1)]
+    await batch.run(iter_entries(positioned), where="item", progress=progress)
     missing = [i for i, record in enumerate(records, start=1) if record is None]
     if missing:  # every item writes exactly one record; this would be a bug
         raise RuntimeError(f"no record for items {missing}")

@@ -12,22 +12,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ttc_agents._bench_results import PLOTS, REPORT, SUMMARY
-from ttc_agents._bench_stats import _STYLE, setting_order
+from ttc_agents._bench_stats import STYLE, setting_order
 from ttc_agents._policy import Cost
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["draw_curves", "format_summary", "write_outputs"]
+__all__ = ["draw_curves", "format_summary", "spend_text", "write_outputs"]
 
 
-def _spend_text(cost: Cost) -> str:
+def spend_text(cost: Cost) -> str:
     text = f"{cost.samples:,.0f} samples, {cost.tokens:,.0f} tok, ${cost.usd:.4f}"
     return text + (f", {cost.flops:.3g} FLOPs" if cost.flops else "")
 
 
 def _label(setting: str) -> str:
-    return _STYLE.get(setting, (setting, "gray", "x"))[0]
+    return STYLE.get(setting, (setting, "gray", "x"))[0]
 
 
 def _ci_text(stat: Mapping[str, Any], key: str = "ci", digits: int = 2) -> str:
@@ -94,8 +94,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     cost = summary["cost"]
     grid, cells_cost = Cost.model_validate(cost["grid"]), Cost.model_validate(cost["cells"])
     lines.append("")
-    lines.append(f"run cost (pools shared): {_spend_text(grid)}")
-    lines.append(f"every cell on its own:   {_spend_text(cells_cost)}  (pool reuse saved {cost['saved_tokens']:.0%})")
+    lines.append(f"run cost (pools shared): {spend_text(grid)}")
+    lines.append(f"every cell on its own:   {spend_text(cells_cost)}  (pool reuse saved {cost['saved_tokens']:.0%})")
     return "\n".join(lines)
 
 
@@ -115,7 +115,7 @@ def draw_curves(
         by_setting[s["setting"]].append(s)
     for setting in sorted(by_setting, key=setting_order):
         points = sorted(by_setting[setting], key=lambda s: s["budget"])
-        label, colour, marker = _STYLE.get(setting, (setting, "gray", "x"))
+        label, colour, marker = STYLE.get(setting, (setting, "gray", "x"))
         label = (labels or {}).get(setting, label)
         xs = [s["tokens"]["mean"] if x == "tokens" else s["budget"] for s in points]
         ys = [s["accuracy"]["mean"] for s in points]
@@ -272,7 +272,7 @@ def _report(summary: Mapping[str, Any], command: str | None) -> str:
             )
     grid, cells = Cost.model_validate(cost["grid"]), Cost.model_validate(cost["cells"])
     lines += [
-        f"- run cost (sample pools shared): {_spend_text(grid)}; every cell on its own: {_spend_text(cells)} "
+        f"- run cost (sample pools shared): {spend_text(grid)}; every cell on its own: {spend_text(cells)} "
         f"(pool reuse saved {cost['saved_tokens']:.0%} of the tokens)",
         "",
         "## Accuracy and cost per setting",

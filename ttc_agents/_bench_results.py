@@ -12,7 +12,19 @@ from typing import Any, Final
 
 from ttc_agents._datasets import jsonl_lines
 
-__all__ = ["MANIFEST", "PLOTS", "REPORT", "RESULTS", "STORE", "SUMMARY", "Row", "load_results"]
+__all__ = [
+    "MANIFEST",
+    "PLOTS",
+    "REPORT",
+    "RESULTS",
+    "STORE",
+    "SUMMARY",
+    "Row",
+    "append_rows",
+    "finished_units",
+    "load_results",
+    "row_key",
+]
 
 
 RESULTS: Final = "results.jsonl"
@@ -33,7 +45,7 @@ _ROW_FIELDS: Final = ("question_id", "seed", "setting", "budget", "correct", "us
 Row = dict[str, Any]
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[str, int]:
+def row_key(row: Mapping[str, Any]) -> tuple[str, int]:
     """A row's setting and budget; router rows also carry the policy they ran (a changed policy reruns them)."""
     setting = str(row["setting"])
     if setting == "router":
@@ -91,14 +103,14 @@ def _write_rows(path: Path, rows: Iterable[Row]) -> None:
     os.replace(partial, path)
 
 
-def _append_rows(path: Path, rows: Sequence[Row]) -> None:
+def append_rows(path: Path, rows: Sequence[Row]) -> None:
     """Append one unit's rows in one write, flushed: a unit is on disk completely or detectably not."""
     with path.open("a", encoding="utf-8") as out:
         out.write("".join(json.dumps(row) + "\n" for row in rows))
         out.flush()
 
 
-def _resume(
+def finished_units(
     path: Path, wanted: set[tuple[str, int]], expected: set[tuple[str, int]]
 ) -> tuple[dict[tuple[str, int], list[Row]], list[str]]:
     """Finished units among ``wanted`` (question id, seed), after dropping the rows of unfinished ones.
@@ -110,7 +122,7 @@ def _resume(
     rows, notes, bad = _read_rows(path)
     units: dict[tuple[str, int], dict[tuple[str, int], Row]] = defaultdict(dict)
     for row in rows:
-        units[(str(row["question_id"]), int(row["seed"]))][_row_key(row)] = row  # a repeat: the last wins
+        units[(str(row["question_id"]), int(row["seed"]))][row_key(row)] = row  # a repeat: the last wins
     finished = {unit: list(cells.values()) for unit, cells in units.items() if expected <= cells.keys()}
     kept = [row for unit, cells in units.items() if unit in finished or unit not in wanted for row in cells.values()]
     dropped = len(rows) - len(kept)

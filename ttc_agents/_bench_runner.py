@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tqdm import tqdm
 
-from ttc_agents._bench_report import _spend_text, write_outputs
-from ttc_agents._bench_results import MANIFEST, RESULTS, STORE, Row, _append_rows, _resume, _row_key, load_results
-from ttc_agents._bench_stats import BinMode, _bins, summarize
+from ttc_agents._bench_report import spend_text, write_outputs
+from ttc_agents._bench_results import MANIFEST, RESULTS, STORE, Row, append_rows, finished_units, load_results, row_key
+from ttc_agents._bench_stats import BinMode, difficulty_bins, summarize
 from ttc_agents._calibrate import (
     STRATEGY_NAMES,
     CalibrationError,
@@ -361,7 +361,7 @@ async def run_bench(
         directory.mkdir(parents=True, exist_ok=True)
         _check_manifest(directory, config, model)
         wanted = {(p.id, s) for s in seeds for p in problems}
-        finished, notes = _resume(results_path, wanted, runner.expected())
+        finished, notes = finished_units(results_path, wanted, runner.expected())
         todo = [(p, s) for s in seeds for p in problems if (p.id, s) not in finished]
         await _run_units(runner, todo, results_path, config.concurrency, progress, len(wanted))
     finally:
@@ -429,8 +429,8 @@ def _summary(
     rows, _ = load_results(results_path)
     expected = runner.expected()
     ids = {p.id for p in problems}
-    current = [r for r in rows if r["question_id"] in ids and int(r["seed"]) in seeds and _row_key(r) in expected]
-    source, bins, labels = _bins(problems, current, config.bins, bool(runner.grid_strategies))
+    current = [r for r in rows if r["question_id"] in ids and int(r["seed"]) in seeds and row_key(r) in expected]
+    source, bins, labels = difficulty_bins(problems, current, config.bins, bool(runner.grid_strategies))
     summary = summarize(current, bins=bins, bin_labels=labels)
     summary["run"] = {
         "dataset": config.dataset,
@@ -467,9 +467,9 @@ async def _run_units(
     async def one(problem: Problem, seed: int) -> None:
         async with limit:
             rows = await runner.unit(problem, seed)
-        _append_rows(path, rows)
+        append_rows(path, rows)
         spent[0] = spent[0] + Cost.model_validate(rows[0]["unit_spent"]) if rows else Cost()
-        bar.set_postfix_str(_spend_text(spent[0]), refresh=False)
+        bar.set_postfix_str(spend_text(spent[0]), refresh=False)
         bar.update(1)
 
     try:

@@ -13,7 +13,7 @@ from ttc_agents._bench_results import Row
 from ttc_agents._datasets import Problem
 from ttc_agents._policy import Cost, bin_of, quantile_thresholds
 
-__all__ = ["BinMode", "matched_rows", "setting_order", "summarize"]
+__all__ = ["STYLE", "BinMode", "difficulty_bins", "matched_rows", "setting_order", "summarize"]
 
 
 _METRICS: Final = ("samples", "tokens", "usd", "flops")
@@ -31,7 +31,7 @@ _T975: Final = (
 
 
 # Plot order, label, colour and marker of every setting.
-_STYLE: Final[Mapping[str, tuple[str, str, str]]] = {
+STYLE: Final[Mapping[str, tuple[str, str, str]]] = {
     "best_of_n_weighted": ("best-of-N weighted", "tab:blue", "o"),
     "best_of_n_majority": ("majority vote", "tab:orange", "v"),
     "beam_search": ("beam search (PRM)", "tab:green", "s"),
@@ -85,7 +85,7 @@ def _bootstrap_questions(rows: Sequence[Row], resamples: int = _BOOTSTRAP_RESAMP
 
 def setting_order(setting: str) -> int:
     """Where ``setting`` goes in tables and legends (the order of the style table; unknown ones last)."""
-    order = list(_STYLE)
+    order = list(STYLE)
     return order.index(setting) if setting in order else len(order)
 
 
@@ -204,7 +204,7 @@ def matched_rows(rows: Sequence[Row], *, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
-def _bins(
+def difficulty_bins(
     problems: Sequence[Problem], rows: Sequence[Row], mode: BinMode, pooled: bool
 ) -> tuple[str, dict[str, int], dict[int, str]]:
     """The difficulty source, question id -> bin, and bin labels."""
