@@ -1,6 +1,6 @@
 """Every strategy on one question, offline, on the scripted test double (no key, no network).
 
-    python examples/quickstart_offline.py
+python examples/quickstart_offline.py
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._budget import Budget
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._search import StrategyInput, StrategyOutput, StrategyState
-from ttc_agents._specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
+from ttc_agents._core.budget import Budget
+from ttc_agents._core.specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.moves import StrategyInput, StrategyOutput, StrategyState
 from ttc_agents.graphs.beam_search import build_beam_search_graph
 from ttc_agents.graphs.best_of_n import build_best_of_n_graph
 from ttc_agents.graphs.dvts import build_dvts_graph

@@ -17,11 +17,12 @@ from typing import Literal
 
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._budget import Budget, Ledger
-from ttc_agents._candidates import select_answer
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._search import (
+from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._core.candidates import select_answer
+from ttc_agents._core.specs import BeamSearchSpec
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
     StrategyOutput,
@@ -32,7 +33,6 @@ from ttc_agents._search import (
     score_fresh,
     tree_search_graph,
 )
-from ttc_agents._specs import BeamSearchSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = ["build_beam_search_graph"]

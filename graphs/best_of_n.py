@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._budget import Budget, Ledger
-from ttc_agents._candidates import select_answer
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._search import (
+from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._core.candidates import select_answer
+from ttc_agents._core.specs import BestOfNSpec
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
     StrategyOutput,
@@ -27,7 +28,6 @@ from ttc_agents._search import (
     score_candidates,
     start_run,
 )
-from ttc_agents._specs import BestOfNSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = ["build_best_of_n_graph"]

@@ -18,11 +18,12 @@ from typing import Literal
 
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._budget import Budget, Ledger
-from ttc_agents._candidates import Candidate, select_answer
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._search import (
+from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._core.candidates import Candidate, select_answer
+from ttc_agents._core.specs import DVTSSpec
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
     StrategyOutput,
@@ -33,7 +34,6 @@ from ttc_agents._search import (
     score_fresh,
     tree_search_graph,
 )
-from ttc_agents._specs import DVTSSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = ["build_dvts_graph"]

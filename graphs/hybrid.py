@@ -11,11 +11,11 @@ from collections.abc import Mapping
 
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._budget import Budget
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._search import StrategyInput, StrategyOutput, StrategyState
-from ttc_agents._specs import HybridSpec
+from ttc_agents._core.budget import Budget
+from ttc_agents._core.specs import HybridSpec
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.moves import StrategyInput, StrategyOutput, StrategyState
 from ttc_agents.graphs.revision import build_revision_graph
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 

@@ -19,11 +19,12 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._budget import Budget, Ledger
-from ttc_agents._candidates import Candidate, select_answer, select_hierarchical
-from ttc_agents._gateway import Gateway, gather_or_cancel
-from ttc_agents._models import ModelSpec
-from ttc_agents._search import (
+from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._core.candidates import Candidate, select_answer, select_hierarchical
+from ttc_agents._core.specs import RevisionSpec
+from ttc_agents._llm.gateway import Gateway, gather_or_cancel
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
     StrategyOutput,
@@ -33,7 +34,6 @@ from ttc_agents._search import (
     score_candidates,
     start_run,
 )
-from ttc_agents._specs import RevisionSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
 __all__ = ["build_revision_graph", "format_attempts"]

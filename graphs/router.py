@@ -30,21 +30,21 @@ from typing import Any, Required, TypedDict, cast
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._allocation import Allocation, estimate_allocate_run
-from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerSnapshot, Usage
-from ttc_agents._candidates import Candidate, select_answer
-from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._policy import (
+from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerSnapshot, Usage
+from ttc_agents._core.candidates import Candidate, select_answer
+from ttc_agents._core.specs import BestOfNSpec
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.allocation import Allocation, estimate_allocate_run
+from ttc_agents._routing.difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
+from ttc_agents._routing.moves import SearchContext, StrategyState, sample_solutions, score_candidates
+from ttc_agents._routing.policy import (
     BudgetUnit,
     Cost,
     Policy,
     PolicyAction,
     PolicyEntry,
 )
-from ttc_agents._search import SearchContext, StrategyState, sample_solutions, score_candidates
-from ttc_agents._specs import BestOfNSpec
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
 
 from . import build_strategy_graph

@@ -6,7 +6,7 @@
 - ``ttc_agents.integrations.batch``: async batches with a total budget and resume.
 """
 
-from ttc_agents._example_policy import example_policy
+from ttc_agents._apps.example_policy import example_policy
 from ttc_agents.integrations.chat_model import ChatTTC, ToolCallingNotSupportedError
 from ttc_agents.integrations.litellm_provider import TTCProvider, register_ttc_provider, ttc_provider
 

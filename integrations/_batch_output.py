@@ -14,7 +14,7 @@ from typing import IO, Any, Required, TypedDict
 
 from pydantic import BaseModel
 
-from ttc_agents._budget import Usage
+from ttc_agents._core.budget import Usage
 
 from ._batch_pool import POOLED_FIELDS
 

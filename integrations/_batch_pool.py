@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ttc_agents._budget import Budget, Usage
+from ttc_agents._core.budget import Budget, Usage
 
 __all__ = ["EXHAUSTED", "INTEGER_FIELDS", "POOLED_FIELDS", "BudgetPool", "Grant", "make_budget", "pooled_amounts"]
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
-from ttc_agents._allocation import Allocation, estimate_allocate_run
-from ttc_agents._answers import answers_equivalent
-from ttc_agents._budget import UNIT_FIELDS, Budget, BudgetUnit, Ledger, Usage
-from ttc_agents._difficulty import DifficultyEstimate, DifficultyEstimator
-from ttc_agents._gateway import Gateway, get_default_gateway
-from ttc_agents._models import ModelSpec
-from ttc_agents._policy import Policy
-from ttc_agents._search import StrategyState
-from ttc_agents._workflow import Workflow
+from ttc_agents._apps.workflow import Workflow
+from ttc_agents._core.answers import answers_equivalent
+from ttc_agents._core.budget import UNIT_FIELDS, Budget, BudgetUnit, Ledger, Usage
+from ttc_agents._llm.gateway import Gateway, get_default_gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.allocation import Allocation, estimate_allocate_run
+from ttc_agents._routing.difficulty import DifficultyEstimate, DifficultyEstimator
+from ttc_agents._routing.moves import StrategyState
+from ttc_agents._routing.policy import Policy
 
 from ._batch_input import (
     BadInput,
@@ -201,8 +201,8 @@ def preflight(
     """Check a workflow before a batch fans out, without any model call: every model has a
     LiteLLM provider (or a resolver prefix such as ``local/``), and a USD budget has a price for
     every model. Raises :class:`BatchConfigError` naming the model and what is missing."""
-    from ttc_agents._litellm import litellm
-    from ttc_agents._providers import register_providers
+    from ttc_agents._llm.litellm import litellm
+    from ttc_agents._llm.providers import register_providers
 
     register_providers()
     gateway = gateway if gateway is not None else get_default_gateway()

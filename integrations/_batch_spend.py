@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ttc_agents._budget import (
+from ttc_agents._core.budget import (
     LEDGER_ATTRIBUTE,
     SERVER_IGNORED_MAX_TOKENS,
     Ledger,
@@ -20,8 +20,8 @@ from ttc_agents._budget import (
     Usage,
     ledger_snapshot_of,
 )
-from ttc_agents._gateway import Gateway, get_default_gateway
-from ttc_agents._models import ModelSpec
+from ttc_agents._llm.gateway import Gateway, get_default_gateway
+from ttc_agents._llm.models import ModelSpec
 
 __all__ = [
     "ITEM_SPEND",
@@ -37,7 +37,7 @@ __all__ = [
 
 class MaxTokensIgnored(RuntimeError):
     """A server sent more completion tokens than ``n x max_tokens``, and the ledger in use cannot flag
-    it (the gateway's :meth:`~ttc_agents._budget.Ledger.flag_overrun` stops the run instead): the
+    it (the gateway's :meth:`~ttc_agents._core.budget.Ledger.flag_overrun` stops the run instead): the
     item is stopped, its record says ``max_tokens_ignored``."""
 
 
@@ -59,7 +59,7 @@ class _TeeLedger:
     ledger, and what each call spent is booked in the item's ledger too. A call that sent more
     completion tokens than ``n x max_tokens`` (a server ignoring ``max_tokens``) is flagged in the
     item's spend; the gateway flags it in the node's ledger, which stops the run (a ledger without
-    :meth:`~ttc_agents._budget.Ledger.flag_overrun`: :class:`MaxTokensIgnored` stops it here)."""
+    :meth:`~ttc_agents._core.budget.Ledger.flag_overrun`: :class:`MaxTokensIgnored` stops it here)."""
 
     __slots__ = ("_inner", "_item", "_max_tokens")
 

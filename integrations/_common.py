@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 
-from ttc_agents._budget import LedgerSnapshot
+from ttc_agents._core.budget import LedgerSnapshot
 
 __all__ = [
     "TOOLS_MESSAGE",

@@ -15,7 +15,7 @@ The manual (input rows, the record format, the budget rules, the resume guarante
 exit statuses, memory) is the README's "Async batches" section. The parts live beside this module:
 ``_batch_input`` (reading and checking items), ``_batch_output`` (OUT, resume, the grant journal,
 the lock), ``_batch_pool`` (the total budget), ``_batch_spend`` (every item's own ledger) and
-``_batch_runner`` (the run; the router's windows go through :mod:`ttc_agents._allocation`).
+``_batch_runner`` (the run; the router's windows go through :mod:`ttc_agents._routing.allocation`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from ttc_agents._budget import Budget
-from ttc_agents._gateway import Gateway
-from ttc_agents._workflow import Workflow
+from ttc_agents._apps.workflow import Workflow
+from ttc_agents._core.budget import Budget
+from ttc_agents._llm.gateway import Gateway
 from ttc_agents.graphs.router import Router
 
 from ._batch_input import (
@@ -118,7 +118,7 @@ async def run_batch(
     """Answer every item with ``target`` and stream one JSON record per item to ``out``.
 
     ``items``: a JSONL file as a path object, or an iterable / async iterable of :class:`BatchItem`,
-    question strings or rows. ``target``: a :class:`~ttc_agents._workflow.Workflow` (built with
+    question strings or rows. ``target``: a :class:`~ttc_agents._apps.workflow.Workflow` (built with
     ``gateway`` and ``base_dir``), a :class:`~ttc_agents.graphs.router.Router`, or any compiled graph.
     ``per_item_budget`` and ``total_budget`` default to the workflow's ``budget`` and
     ``batch_budget``. ``resume`` skips ids already recorded in ``out`` (``retry_errors`` redoes error

@@ -51,10 +51,10 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.pregel import Pregel
 from pydantic import ConfigDict, Field, model_validator
 
-from ttc_agents._budget import Budget, LedgerSnapshot
-from ttc_agents._candidates import Candidate
-from ttc_agents._models import ModelSpec
-from ttc_agents._specs import StrategySpec, parse_strategy
+from ttc_agents._core.budget import Budget, LedgerSnapshot
+from ttc_agents._core.candidates import Candidate
+from ttc_agents._core.specs import StrategySpec, parse_strategy
+from ttc_agents._llm.models import ModelSpec
 
 from ._common import (
     TOOLS_MESSAGE,
@@ -235,7 +235,7 @@ class ChatTTC(BaseChatModel):
         if given == ["workflow/config"]:
             if self.workflow is None or self.config is None:
                 raise ValueError("workflow= and config= go together: the workflow's name and its YAML file")
-            from ttc_agents._workflow import load_workflow
+            from ttc_agents._apps.workflow import load_workflow
 
             path = Path(self.config)
             self.graph = load_workflow(path, self.workflow).build(gateway=self.gateway, base_dir=path.parent)

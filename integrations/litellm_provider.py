@@ -42,10 +42,10 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from litellm.types.utils import ModelResponse, Usage
 
-from ttc_agents._budget import Budget, LedgerSnapshot
-from ttc_agents._custom_llm import StreamingCustomLLMAdapter, custom_llm_error
-from ttc_agents._litellm import litellm
-from ttc_agents._workflow import Workflow, WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._apps.workflow import Workflow, WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._core.budget import Budget, LedgerSnapshot
+from ttc_agents._llm.custom_llm import StreamingCustomLLMAdapter, custom_llm_error
+from ttc_agents._llm.litellm import litellm
 
 from ._common import (
     TOOLS_MESSAGE,

@@ -55,11 +55,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ttc_agents._budget import Budget, Ledger, LedgerSnapshot
-from ttc_agents._difficulty import DifficultyEstimate
-from ttc_agents._policy import Policy
-from ttc_agents._search import StrategyState
-from ttc_agents._workflow import Workflow
+from ttc_agents._apps.workflow import Workflow
+from ttc_agents._core.budget import Budget, Ledger, LedgerSnapshot
+from ttc_agents._routing.difficulty import DifficultyEstimate
+from ttc_agents._routing.moves import StrategyState
+from ttc_agents._routing.policy import Policy
 
 from ._batch_input import BatchInput
 from ._batch_runner import BatchSummary, BatchTarget, RoutedTarget, preflight, run_batch_target
@@ -122,8 +122,8 @@ class BatchWorker:
     """A Ray async actor running one workflow's graph for the driver's items (see the module docs)."""
 
     def __init__(self, workflow: Workflow, policy: Policy | None, base_dir: str | None) -> None:
-        from ttc_agents._gateway import get_default_gateway
-        from ttc_agents._gc import freeze_after_imports
+        from ttc_agents._core.gc import freeze_after_imports
+        from ttc_agents._llm.gateway import get_default_gateway
 
         gateway = get_default_gateway()
         self.router: Any = None

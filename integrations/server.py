@@ -63,11 +63,11 @@ from typing import Any, ClassVar
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
-from ttc_agents._budget import Budget
-from ttc_agents._example_policy import EXAMPLE_MODEL, EXAMPLE_VERIFIER, example_policy
-from ttc_agents._models import ModelSpec
-from ttc_agents._policy import Policy
-from ttc_agents._specs import StrategySpec, parse_strategy
+from ttc_agents._apps.example_policy import EXAMPLE_MODEL, EXAMPLE_VERIFIER, example_policy
+from ttc_agents._core.budget import Budget
+from ttc_agents._core.specs import StrategySpec, parse_strategy
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.policy import Policy
 
 from ._common import graph_label, run_config
 from .subgraph import as_node
@@ -389,7 +389,7 @@ def router(config: RunnableConfig) -> Any:
 
 def workflow(config: RunnableConfig) -> Any:
     """The workflow ``TTC_WORKFLOW`` of ``TTC_WORKFLOWS`` (without them: the offline :func:`router`)."""
-    from ttc_agents._workflow import WorkflowConfigError, load_workflow
+    from ttc_agents._apps.workflow import WorkflowConfigError, load_workflow
 
     _check_operator_only(config)
     path = _env("TTC_WORKFLOWS")

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ttc_agents import _answers
-from ttc_agents._answers import (
+from ttc_agents._core import answers as _answers
+from ttc_agents._core.answers import (
     answers_equivalent,
     extract_answer,
     group_answers,
@@ -405,7 +405,7 @@ async def test_no_text_evaluation_in_this_process(monkeypatch: pytest.MonkeyPatc
     the fast path of answers_equivalent, group_answers on numbers and words, the safe evaluator,
     find_claims and the arithmetic verifier. It does NOT cover math-verify, which runs in the
     child process (see the next test for that)."""
-    from ttc_agents._safe_math import evaluate, try_evaluate
+    from ttc_agents._core.safe_math import evaluate, try_evaluate
     from ttc_agents.verifiers import ArithmeticStepVerifier, find_claims
     from ttc_agents.verifiers._arithmetic import _find_claims
 

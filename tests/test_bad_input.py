@@ -42,12 +42,12 @@ from ttc_agents import (
     select_answer,
     select_hierarchical,
 )
-from ttc_agents._answers import group_answers
-from ttc_agents._datasets import DatasetError, load_jsonl, load_problems
-from ttc_agents._policy import POLICY_FORMAT_VERSION, Policy
-from ttc_agents._search import has_final_answer
-from ttc_agents._store import ResponseStore
-from ttc_agents._workflow import WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._apps.datasets import DatasetError, load_jsonl, load_problems
+from ttc_agents._apps.workflow import WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._core.answers import group_answers
+from ttc_agents._llm.store import ResponseStore
+from ttc_agents._routing.moves import has_final_answer
+from ttc_agents._routing.policy import POLICY_FORMAT_VERSION, Policy
 from ttc_agents.verifiers import LLMJudgePRM
 from ttc_agents.verifiers._llm_judge import judge_probability
 from ttc_agents.verifiers._reward_model import RewardModelError, RewardModelVerifier

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from ttc_agents import BestOfNSpec, Budget, Gateway, LedgerSnapshot, ModelSpec, RetryPolicy, build_strategy_graph
-from ttc_agents._budget import LedgerEntry, Usage
-from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
-from ttc_agents._specs import BeamSearchSpec
-from ttc_agents._workflow import Workflow, load_workflow
+from ttc_agents._apps.workflow import Workflow, load_workflow
+from ttc_agents._core.budget import LedgerEntry, Usage
+from ttc_agents._core.specs import BeamSearchSpec
+from ttc_agents._routing.policy import Cost, Policy, PolicyAction, PolicyEntry
 from ttc_agents.cli import main
 from ttc_agents.integrations.batch import (
     BatchAborted,

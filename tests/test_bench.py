@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ttc_agents import ArithmeticStepVerifier
-from ttc_agents._bench import (
+from ttc_agents._apps.bench import (
     PLOTS,
     BenchConfig,
     BenchError,
@@ -29,10 +29,10 @@ from ttc_agents._bench import (
     load_results,
     run_bench,
 )
-from ttc_agents._calibrate import calibrate
-from ttc_agents._datasets import DatasetError, DatasetWarning, arithmetic_problems, grade
-from ttc_agents._loaders import load_bench_problems, load_gsm8k, load_math500
-from ttc_agents._policy import PolicyMismatchError
+from ttc_agents._apps.calibrate import calibrate
+from ttc_agents._apps.datasets import DatasetError, DatasetWarning, arithmetic_problems, grade
+from ttc_agents._apps.loaders import load_bench_problems, load_gsm8k, load_math500
+from ttc_agents._routing.policy import PolicyMismatchError
 from ttc_agents.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -50,7 +50,7 @@ from ttc_agents import (
     Usage,
     build_strategy_graph,
 )
-from ttc_agents._specs import TreeSearchSpec
+from ttc_agents._core.specs import TreeSearchSpec
 from ttc_agents.testing import FakeServerConfig, Fault
 from ttc_agents.verifiers import LLMJudgePRM
 

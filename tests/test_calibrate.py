@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from ttc_agents import ArithmeticStepVerifier, Usage
-from ttc_agents._budget import Ledger, LedgerEntry, LedgerSnapshot
-from ttc_agents._calibrate import (
+from ttc_agents._apps.calibrate import (
     CalibrationError,
     Grid,
     actions_for,
@@ -21,10 +20,11 @@ from ttc_agents._calibrate import (
     run_grid,
     standalone_cost,
 )
-from ttc_agents._datasets import arithmetic_problems
-from ttc_agents._difficulty import ProbeEstimator
-from ttc_agents._policy import Policy
-from ttc_agents._search import SearchContext
+from ttc_agents._apps.datasets import arithmetic_problems
+from ttc_agents._core.budget import Ledger, LedgerEntry, LedgerSnapshot
+from ttc_agents._routing.difficulty import ProbeEstimator
+from ttc_agents._routing.moves import SearchContext
+from ttc_agents._routing.policy import Policy
 from ttc_agents.cli import main
 
 MODEL = "scripted/arith"

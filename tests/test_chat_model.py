@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langchain_core.tracers.context import collect_runs
 
-import ttc_agents._scripted.provider as scripted
+import ttc_agents._llm.scripted.provider as scripted
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, BestOfNSpec, Budget, build_strategy_graph
 from ttc_agents.graphs.router import build_router_graph
 from ttc_agents.integrations import example_policy

@@ -9,7 +9,7 @@ import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, Budget, Candidate, LedgerSnapshot
-from ttc_agents._checkpoint import checkpoint_serializer
+from ttc_agents._core.checkpoint import checkpoint_serializer
 from ttc_agents.graphs import build_beam_search_graph
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ttc_agents._datasets import (
+from ttc_agents._apps.datasets import (
     ARITHMETIC_LEVELS,
     DatasetError,
     DatasetWarning,
@@ -19,9 +19,9 @@ from ttc_agents._datasets import (
     load_problems,
     reasoning_gym_problems,
 )
-from ttc_agents._gateway import Gateway
-from ttc_agents._providers import register_providers
-from ttc_agents._scripted.questions import _question
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.providers import register_providers
+from ttc_agents._llm.scripted.questions import _question
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -246,7 +246,7 @@ at all, outside one): none of them ends a JSONL record."""
 
 @pytest.mark.parametrize("char", UNICODE_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
 def test_a_unicode_line_boundary_inside_a_string_does_not_split_the_record(tmp_path: Path, char: str) -> None:
-    from ttc_agents._datasets import load_gsm8k, load_math500
+    from ttc_agents._apps.datasets import load_gsm8k, load_math500
 
     question = f"What is{char}2 + 3?"
     rows = {
@@ -280,7 +280,7 @@ def test_crlf_files_load_and_the_carriage_return_is_dropped(tmp_path: Path) -> N
 
 
 def test_one_jsonl_line_splitter() -> None:
-    from ttc_agents._datasets import jsonl_lines
+    from ttc_agents._apps.datasets import jsonl_lines
 
     assert list(jsonl_lines("a\u2028b\r\nc\x1ed\n")) == [(1, "a\u2028b"), (2, "c\x1ed"), (3, "")]
 
@@ -289,8 +289,8 @@ def test_the_dataset_modules_do_not_import_each_other_in_a_cycle() -> None:
     import ast
     import inspect
 
-    import ttc_agents._datasets as datasets
+    import ttc_agents._apps.datasets as datasets
 
     tree = ast.parse(inspect.getsource(datasets))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "ttc_agents._loaders" not in imported
+    assert "ttc_agents._apps.loaders" not in imported

@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
-from ttc_agents._demo import (
+from ttc_agents._apps.demo import (
     LEVELS,
     CellRecord,
     DemoResult,
@@ -33,7 +33,7 @@ from ttc_agents._demo import (
     summary_dict,
     write_outputs,
 )
-from ttc_agents._local import LocalServerInfo
+from ttc_agents._llm.local import LocalServerInfo
 from ttc_agents.cli import main
 from ttc_agents.testing import local_server_fixture
 

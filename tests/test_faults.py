@@ -45,10 +45,10 @@ from ttc_agents import (
     Usage,
     build_strategy_graph,
 )
-from ttc_agents._gateway import prompt_token_bound
-from ttc_agents._litellm import litellm
-from ttc_agents._scripted import scripted_respond, scripted_tokenize
-from ttc_agents._workflow import Workflow
+from ttc_agents._apps.workflow import Workflow
+from ttc_agents._llm.gateway import prompt_token_bound
+from ttc_agents._llm.litellm import litellm
+from ttc_agents._llm.scripted import scripted_respond, scripted_tokenize
 from ttc_agents.integrations.batch import run_batch
 from ttc_agents.testing import BilledUsage, FakeOpenAIServer, FakeServerConfig, Fault
 from ttc_agents.verifiers import LLMJudgePRM
@@ -518,4 +518,3 @@ async def test_batch_items_that_hit_client_errors_get_error_records_naming_the_c
         assert errors == ["AuthenticationError", "BadRequestError", "NotFoundError"]
         answered = Usage.total(Usage(**r["usage"]) for r in records if r.get("usage"))
         assert answered.calls == server.outcomes()["answered"]  # failed items made no successful call
-

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from ttc_agents import Budget, Gateway, Ledger, ModelSpec, RetryPolicy
-from ttc_agents._gateway import prompt_token_bound
-from ttc_agents._litellm import litellm
-from ttc_agents._retry import is_retryable
+from ttc_agents._llm.gateway import prompt_token_bound
+from ttc_agents._llm.litellm import litellm
+from ttc_agents._llm.retry import is_retryable
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -264,7 +264,7 @@ async def test_a_timed_out_attempt_uses_up_the_budget_it_reserved(server: FakeOp
 
 
 async def test_one_failing_top_up_cancels_its_siblings_which_are_booked_at_worst_case() -> None:
-    from ttc_agents._budget import ledger_snapshot_of
+    from ttc_agents._core.budget import ledger_snapshot_of
 
     config = FakeServerConfig(honour_n=False, completion_tokens=5)
     with FakeOpenAIServer(config) as server:
@@ -287,7 +287,7 @@ async def test_one_failing_top_up_cancels_its_siblings_which_are_booked_at_worst
 
 async def test_an_exception_out_of_a_graph_carries_the_spend_before_it(server: FakeOpenAIServer) -> None:
     from ttc_agents import RevisionSpec, build_strategy_graph
-    from ttc_agents._budget import ledger_snapshot_of
+    from ttc_agents._core.budget import ledger_snapshot_of
 
     server.add_faults(Fault.truncated(3), Fault.http_error(401))
     graph = build_strategy_graph(RevisionSpec(attempts=3, chains=1, seed=0), model=spec(server), gateway=Gateway())
@@ -303,7 +303,7 @@ async def test_an_exception_out_of_a_graph_carries_the_spend_before_it(server: F
 
 
 async def test_recordings_of_one_server_do_not_answer_another(tmp_path: Any) -> None:
-    from ttc_agents._store import ResponseStore
+    from ttc_agents._llm.store import ResponseStore
 
     with (
         FakeOpenAIServer(FakeServerConfig(text="one")) as first,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from suite_totals import count
 
-from ttc_agents._budget import Budget
+from ttc_agents._core.budget import Budget
 from ttc_agents.integrations import server
 from ttc_agents.integrations.server import ClientRefused, tighten
 

@@ -64,8 +64,7 @@ def import_graph() -> dict[str, set[str]]:
     """Module -> the modules of ttc_agents it imports."""
     modules = _modules()
     return {
-        name: set(_imports(name, path, is_package, modules)) - {name}
-        for name, (path, is_package) in modules.items()
+        name: set(_imports(name, path, is_package, modules)) - {name} for name, (path, is_package) in modules.items()
     }
 
 
@@ -94,10 +93,10 @@ def find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_covers_the_namespace() -> None:
     graph = import_graph()
-    for name in ("ttc_agents._gateway", "ttc_agents.graphs.router", "ttc_agents.integrations.litellm_provider"):
+    for name in ("ttc_agents._llm.gateway", "ttc_agents.graphs.router", "ttc_agents.integrations.litellm_provider"):
         assert name in graph
-    assert "ttc_agents._budget" in graph["ttc_agents._gateway"]
-    assert "ttc_agents._custom_llm" in graph["ttc_agents.integrations.litellm_provider"]
+    assert "ttc_agents._core.budget" in graph["ttc_agents._llm.gateway"]
+    assert "ttc_agents._llm.custom_llm" in graph["ttc_agents.integrations.litellm_provider"]
 
 
 def test_no_import_cycle() -> None:
@@ -131,3 +130,53 @@ def test_relative_and_function_level_imports_count(tmp_path: Path) -> None:
     )
     known = dict.fromkeys(["pkg", "pkg.sibling", "pkg.typed", "pkg.late", "pkg.mod"])
     assert set(_imports("pkg.mod", source, False, known)) == {"pkg", "pkg.sibling", "pkg.typed", "pkg.late"}
+
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("values", ("ttc_agents._core",)),
+    ("model I/O", ("ttc_agents._llm",)),
+    ("verifiers and prompts", ("ttc_agents.verifiers", "ttc_agents.prompts")),
+    ("search and routing", ("ttc_agents._routing",)),
+    ("graphs", ("ttc_agents.graphs",)),
+    ("applications", ("ttc_agents._apps",)),
+    (
+        "entry points",
+        ("ttc_agents.integrations", "ttc_agents.cli", "ttc_agents.bench", "ttc_agents.testing", "ttc_agents"),
+    ),
+)
+"""The README's Architecture layers, bottom first: a module may import from its own layer and those below."""
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the most specific prefix that names ``module``."""
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            named = module == prefix or module.startswith(prefix + ".")
+            if named and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    assert best is not None, module
+    return best[1]
+
+
+def test_no_module_imports_from_a_higher_layer() -> None:
+    upward = []
+    for module, imported in import_graph().items():
+        if module == "ttc_agents":
+            continue  # the public API re-exports every layer
+        for target in imported:
+            if target != "ttc_agents" and layer_of(target) > layer_of(module):
+                upward.append(
+                    f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+                )
+    assert not upward, "imports against the layers:\n" + "\n".join(sorted(upward))
+
+
+def test_layers_name_what_the_tree_holds() -> None:
+    assert layer_of("ttc_agents._core.budget") < layer_of("ttc_agents._llm.gateway") < layer_of("ttc_agents.verifiers")
+    assert layer_of("ttc_agents.verifiers._llm_judge") < layer_of("ttc_agents._routing.policy")
+    assert layer_of("ttc_agents._routing.moves") < layer_of("ttc_agents.graphs.router") < layer_of("ttc_agents._apps")
+    assert layer_of("ttc_agents._apps.calibrate") < layer_of("ttc_agents.integrations.batch") == layer_of("ttc_agents")
+    graph = import_graph()
+    assert "ttc_agents.graphs" in graph["ttc_agents._apps.calibrate"]  # applications build graphs from below
+    assert "ttc_agents._routing.policy" in graph["ttc_agents.graphs.router"]

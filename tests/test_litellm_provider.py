@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from litellm.exceptions import BadRequestError, InternalServerError, NotFoundError
 
-import ttc_agents._scripted.provider as scripted
+import ttc_agents._llm.scripted.provider as scripted
 from ttc_agents import ArithmeticStepVerifier
-from ttc_agents._litellm import litellm
+from ttc_agents._llm.litellm import litellm
 from ttc_agents.graphs.router import build_router_graph
 from ttc_agents.integrations import example_policy
 from ttc_agents.integrations.litellm_provider import TTCProvider, register_ttc_provider, ttc_provider

@@ -14,10 +14,10 @@ from litellm.exceptions import APIConnectionError, InternalServerError
 from pydantic import SecretStr
 
 from ttc_agents import ArithmeticStepVerifier
-from ttc_agents._budget import Budget, Ledger
-from ttc_agents._gateway import Gateway, RetryPolicy, Sample
-from ttc_agents._models import ModelSpec
-from ttc_agents._scripted import register_scripted_provider
+from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._llm.gateway import Gateway, RetryPolicy, Sample
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.scripted import register_scripted_provider
 from ttc_agents.verifiers._factory import make_verifier
 from ttc_agents.verifiers._llm_judge import NEUTRAL_SCORE, LLMJudgeORM, LLMJudgePRM, judge_probability
 from ttc_agents.verifiers._reward_model import RewardModelVerifier
@@ -36,9 +36,7 @@ def position(token: str, logprob: float, top: dict[str, float]) -> dict[str, Any
     }
 
 
-def verdict(
-    p_yes: float, *, first: str = "Yes", extra: dict[str, float] | None = None
-) -> list[dict[str, Any]]:
+def verdict(p_yes: float, *, first: str = "Yes", extra: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Logprobs of a first token whose top list holds Yes/No with P(Yes) = p_yes (plus ``extra``)."""
     top = {"Yes": math.log(p_yes), "No": math.log(1 - p_yes), **(extra or {})}
     return [position(first, top.get(first, -0.1), top), position("\n", -0.01, {"\n": -0.01})]
@@ -50,9 +48,7 @@ def verdict(
 def test_probability_from_yes_no_logprobs() -> None:
     assert judge_probability(Sample("Yes\nRating: 2", logprobs=tuple(verdict(0.8)))) == pytest.approx(0.8)
     # The logprobs win over the text's rating.
-    assert judge_probability(
-        Sample("No\nRating: 9", logprobs=tuple(verdict(0.3, first="No")))
-    ) == pytest.approx(0.3)
+    assert judge_probability(Sample("No\nRating: 9", logprobs=tuple(verdict(0.3, first="No")))) == pytest.approx(0.3)
 
 
 def test_probability_renormalises_over_yes_and_no_only() -> None:
@@ -320,9 +316,7 @@ async def test_prm_budget_refusal_gives_neutral_scores_and_stops(judge_server: F
     assert len(judge_server.requests) == 5
 
 
-async def test_prm_prompt_override_and_empty_candidates(
-    judge_server: FakeJudgeServer, gateway: Gateway
-) -> None:
+async def test_prm_prompt_override_and_empty_candidates(judge_server: FakeJudgeServer, gateway: Gateway) -> None:
     prm = LLMJudgePRM(judge_server.spec(), gateway=gateway, prompt="Q: $question\nSteps:\n$steps\n\nOK?")
     scores = await asyncio.wait_for(prm.score(QUESTION, [[], ["a ok"]]), 30)
     assert scores == [[], [pytest.approx(0.9)]]
@@ -404,11 +398,7 @@ def test_factory_builds_the_arithmetic_verifier() -> None:
     assert isinstance(make_verifier("arithmetic"), ArithmeticStepVerifier)
 
 
-@pytest.mark.parametrize(
-    "spec", ["", "bogus", "prm:", "prm", "orm: ", "reward:http://x", "reward:#m", "nonee"]
-)
+@pytest.mark.parametrize("spec", ["", "bogus", "prm:", "prm", "orm: ", "reward:http://x", "reward:#m", "nonee"])
 def test_factory_rejects_unknown_specs(spec: str) -> None:
-    with pytest.raises(
-        ValueError, match=r"accepted forms: none, arithmetic, prm:MODEL, orm:MODEL, reward:URL#MODEL"
-    ):
+    with pytest.raises(ValueError, match=r"accepted forms: none, arithmetic, prm:MODEL, orm:MODEL, reward:URL#MODEL"):
         make_verifier(spec)

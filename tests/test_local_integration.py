@@ -29,8 +29,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 from ttc_agents import ArithmeticStepVerifier, BestOfNSpec, Gateway, ModelSpec, build_strategy_graph
-from ttc_agents._local import LocalServerInfo, resolve_local_model
-from ttc_agents._store import ResponseStore
+from ttc_agents._llm.local import LocalServerInfo, resolve_local_model
+from ttc_agents._llm.store import ResponseStore
 from ttc_agents.testing import local_server_fixture
 from ttc_agents.verifiers import _llm_judge
 from ttc_agents.verifiers._llm_judge import LLMJudgePRM
@@ -167,7 +167,7 @@ async def test_local_model_name_without_an_api_key(gateway: Gateway, monkeypatch
 def test_resolution_is_cached_and_a_busy_server_is_not_replaced(
     private_server: LocalServerInfo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ttc_agents import _local
+    from ttc_agents._llm import local as _local
 
     state_dir = Path(private_server.log_path).parent
     assert resolve_local_model(MODEL, start=False, state_dir=state_dir)[1] == private_server.api_base

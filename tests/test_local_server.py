@@ -25,8 +25,8 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
-from ttc_agents import _local
-from ttc_agents._local import (
+from ttc_agents._llm import local as _local
+from ttc_agents._llm.local import (
     LOCAL_EXTRA_INSTALL,
     LocalExtraMissingError,
     LocalServerInfo,

@@ -26,7 +26,7 @@ from litellm.exceptions import (
     Timeout,
 )
 
-from ttc_agents._scripted import scripted_token_count
+from ttc_agents._llm.scripted import scripted_token_count
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault, FaultKind
 
 litellm.suppress_debug_info = True

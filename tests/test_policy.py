@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ttc_agents import BeamSearchSpec, BestOfNSpec, Budget, RevisionSpec, StrategySpec
-from ttc_agents._policy import (
+from ttc_agents._routing.policy import (
     POLICY_FORMAT_VERSION,
     Cost,
     Outcome,

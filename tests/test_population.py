@@ -35,15 +35,15 @@ from ttc_agents import (
     build_strategy_graph,
     make_verifier,
 )
-from ttc_agents._datasets import load_problems
-from ttc_agents._population import (
+from ttc_agents._apps.datasets import load_problems
+from ttc_agents._llm.population import (
     POPULATION_SETTINGS,
     PopulationProfile,
     population_model,
     population_oracle,
     population_profile,
 )
-from ttc_agents._scripted import (
+from ttc_agents._llm.scripted import (
     INPUT_COST_PER_TOKEN,
     OUTPUT_COST_PER_TOKEN,
     register_scripted_provider,

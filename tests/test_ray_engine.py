@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from ttc_agents._budget import Budget
-from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
-from ttc_agents._specs import BeamSearchSpec, BestOfNSpec
-from ttc_agents._workflow import load_workflow
+from ttc_agents._apps.workflow import load_workflow
+from ttc_agents._core.budget import Budget
+from ttc_agents._core.specs import BeamSearchSpec, BestOfNSpec
+from ttc_agents._routing.policy import Cost, Policy, PolicyAction, PolicyEntry
 from ttc_agents.bench.scale import arithmetic_rows, group_spec
 from ttc_agents.integrations.batch import BatchConfigError, run_batch
 from ttc_agents.integrations.ray_engine import import_ray, run_batch_ray

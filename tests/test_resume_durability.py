@@ -36,7 +36,7 @@ import pytest
 from suite_totals import count
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, DVTSSpec, RevisionSpec, build_strategy_graph
-from ttc_agents._workflow import load_workflow
+from ttc_agents._apps.workflow import load_workflow
 from ttc_agents.integrations.batch import abatch
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig
 
@@ -68,8 +68,8 @@ FORK_SERVER = textwrap.dedent(
 
     import ttc_agents.integrations.batch  # what `ttc batch` imports, loaded once before forking
     from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, Gateway, build_strategy_graph, checkpoint_serializer
-    from ttc_agents._gateway import get_default_gateway
-    from ttc_agents._store import ResponseStore
+    from ttc_agents._llm.gateway import get_default_gateway
+    from ttc_agents._llm.store import ResponseStore
     from ttc_agents.cli import main as cli
 
     SPEC, MODEL = BeamSearchSpec.model_validate_json(sys.argv[1]), sys.argv[2]

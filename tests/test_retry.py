@@ -1,4 +1,4 @@
-"""The retry rules shared by the gateway and the reward-model verifier (ttc_agents._retry)."""
+"""The retry rules shared by the gateway and the reward-model verifier (ttc_agents._llm.retry)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from litellm.exceptions import APIConnectionError, RateLimitError
 
 from ttc_agents import RetryPolicy
-from ttc_agents._retry import (
+from ttc_agents._llm.retry import (
     OutOfTime,
     RetryableError,
     async_retrying,

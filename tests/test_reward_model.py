@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ttc_agents._budget import Budget, Ledger
+from ttc_agents._core.budget import Budget, Ledger
 from ttc_agents.verifiers._reward_model import RewardModelError, RewardModelVerifier, pooling_url
 
 SEP = "<extra_0>"

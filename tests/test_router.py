@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ttc_agents import ArithmeticStepVerifier, BeamSearchSpec, BestOfNSpec, Budget, ModelSpec
-from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry, PolicyMismatchError
+from ttc_agents._routing.policy import Cost, Policy, PolicyAction, PolicyEntry, PolicyMismatchError
 from ttc_agents.graphs.router import Router, build_router_graph
 
 MODEL = "scripted/arith"

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from ttc_agents import BestOfNSpec, Budget, ModelSpec, build_strategy_graph
-from ttc_agents._budget import Ledger, Usage
-from ttc_agents._gateway import Gateway, RetryPolicy
-from ttc_agents._providers import register_providers
-from ttc_agents._workflow import WorkflowConfigError, load_workflow
+from ttc_agents._apps.workflow import WorkflowConfigError, load_workflow
+from ttc_agents._core.budget import Ledger, Usage
+from ttc_agents._llm.gateway import Gateway, RetryPolicy
+from ttc_agents._llm.providers import register_providers
 from ttc_agents.cli import main
 from ttc_agents.integrations.batch import abatch
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, closed_port

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from ttc_agents import ArithmeticStepVerifier, BestOfNSpec, Budget, ModelSpec, RevisionSpec, build_strategy_graph
-from ttc_agents._budget import LedgerEntry, LedgerSnapshot, Usage
-from ttc_agents._calibrate import run_grid, standalone_cost
-from ttc_agents._candidates import Candidate
-from ttc_agents._datasets import load_problems
-from ttc_agents._matched import CurvePoint, compute_factor, interpolate_accuracy, matched_compute
-from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry
+from ttc_agents._apps.calibrate import run_grid, standalone_cost
+from ttc_agents._apps.datasets import load_problems
+from ttc_agents._core.budget import LedgerEntry, LedgerSnapshot, Usage
+from ttc_agents._core.candidates import Candidate
+from ttc_agents._core.matched import CurvePoint, compute_factor, interpolate_accuracy, matched_compute
+from ttc_agents._routing.policy import Cost, Policy, PolicyAction, PolicyEntry
 from ttc_agents.graphs.router import Router, routed_answer
 
 MODEL = "scripted/arith"
@@ -202,7 +202,7 @@ def test_matched_compute_intervals_cover_a_router_equal_to_best_of_n() -> None:
 
 async def test_a_calibration_cell_is_charged_what_it_costs_alone() -> None:
     from ttc_agents import BeamSearchSpec
-    from ttc_agents._calibrate import GRAPH_SEED_OFFSET
+    from ttc_agents._apps.calibrate import GRAPH_SEED_OFFSET
     from ttc_agents.verifiers import make_verifier
 
     problems = load_problems("arith?size=6&seed=2")

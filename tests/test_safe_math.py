@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttc_agents._safe_math import (
+from ttc_agents._core.safe_math import (
     MAX_DEPTH,
     MAX_DIGITS,
     MAX_LENGTH,

@@ -20,7 +20,7 @@ import litellm
 import pytest
 from litellm.exceptions import NotFoundError
 
-from ttc_agents._scripted import (
+from ttc_agents._llm.scripted import (
     INPUT_COST_PER_TOKEN,
     OUTPUT_COST_PER_TOKEN,
     SCRIPTED_PROFILES,

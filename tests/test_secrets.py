@@ -35,8 +35,8 @@ from ttc_agents import (
     build_strategy_graph,
     checkpoint_serializer,
 )
-from ttc_agents._store import ResponseStore
-from ttc_agents._workflow import WorkflowConfigError, load_workflow
+from ttc_agents._apps.workflow import WorkflowConfigError, load_workflow
+from ttc_agents._llm.store import ResponseStore
 from ttc_agents.cli import main
 from ttc_agents.integrations.batch import run_batch
 from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig, Fault
@@ -77,7 +77,7 @@ class KeyCheckingServer(FakeOpenAIServer):
 
 
 def arithmetic_text(body: dict[str, Any]) -> str:
-    from ttc_agents._scripted import scripted_respond
+    from ttc_agents._llm.scripted import scripted_respond
 
     params = {"seed": body.get("seed"), "temperature": body.get("temperature", 0.8), "n": 1}
     return str(scripted_respond("arith", body.get("messages") or [], params).choices[0].message.content)
@@ -86,7 +86,7 @@ def arithmetic_text(body: dict[str, Any]) -> str:
 @pytest.fixture
 def logs() -> Iterator[io.StringIO]:
     """Every logger that could see a request, at DEBUG, into one buffer (LiteLLM's do not propagate)."""
-    from ttc_agents._litellm import litellm
+    from ttc_agents._llm.litellm import litellm
 
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
@@ -303,7 +303,7 @@ async def test_a_key_echoed_by_the_server_is_masked_in_errors_records_and_the_cl
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from ttc_agents import BestOfNSpec
-    from ttc_agents._secrets import MASK
+    from ttc_agents._llm.secrets import MASK
 
     env_key = "sk-ttc-ENV-" + secrets.token_hex(16)
     monkeypatch.setenv("OPENAI_API_KEY", env_key)
@@ -337,7 +337,7 @@ async def test_a_key_echoed_by_the_server_is_masked_in_errors_records_and_the_cl
 
 
 def test_the_masking_helper() -> None:
-    from ttc_agents._secrets import MASK, mask_exception, mask_secrets, register_secret
+    from ttc_agents._llm.secrets import MASK, mask_exception, mask_secrets, register_secret
 
     secret = "sk-helper-" + secrets.token_hex(8)
     assert mask_secrets(f"key={secret}") == f"key={secret}"  # unknown: nothing to mask

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from ttc_agents._store import ResponseStore, StoredSample
+from ttc_agents._llm.store import ResponseStore, StoredSample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
@@ -225,7 +225,7 @@ async def test_concurrent_asyncio_writers(tmp_path: Path) -> None:
 WRITER_SCRIPT = textwrap.dedent(
     """
     import asyncio, itertools, sys
-    from ttc_agents._store import ResponseStore, StoredSample
+    from ttc_agents._llm.store import ResponseStore, StoredSample
 
     path, name, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
     logprobs = [{"token": f"t{j}", "logprob": -0.5, "bytes": [116], "top_logprobs": []} for j in range(200)]

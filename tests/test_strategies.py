@@ -21,7 +21,7 @@ from ttc_agents import (
     SampleBatch,
     build_strategy_graph,
 )
-from ttc_agents._gateway import get_default_gateway
+from ttc_agents._llm.gateway import get_default_gateway
 
 MODEL = "scripted/arith"
 QUESTION = "What is 12 * 7 + 5 - 3 * 4?"

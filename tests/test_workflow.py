@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ttc_agents._gateway import Gateway
-from ttc_agents._models import SAMPLING_PARAMS, ModelSpec, sampling_params
-from ttc_agents._workflow import WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._apps.workflow import WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._llm.gateway import Gateway
+from ttc_agents._llm.models import SAMPLING_PARAMS, ModelSpec, sampling_params
 from ttc_agents.cli import main
 from ttc_agents.prompts import render_prompt
 

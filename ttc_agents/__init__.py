@@ -55,34 +55,17 @@ Checkpointers
 from __future__ import annotations
 
 # isort: off
-from ttc_agents import _litellm  # noqa: F401  (LiteLLM's offline switches, before anything imports it)
+from ttc_agents._llm import litellm as _litellm  # noqa: F401  (LiteLLM's offline switches, before anything imports it)
 
 # isort: on
-from ttc_agents._answers import answers_equivalent, extract_answer, split_steps
-from ttc_agents._budget import Budget, BudgetLimit, Ledger, LedgerEntry, LedgerSnapshot, Usage
-from ttc_agents._calibrate import CalibrationError, CalibrationResult, calibrate
-from ttc_agents._candidates import Candidate, Selection, aggregate_scores, select_answer, select_hierarchical
-from ttc_agents._checkpoint import CHECKPOINT_TYPES, checkpoint_serializer
-from ttc_agents._datasets import DatasetError, Problem, load_problems
-from ttc_agents._difficulty import (
-    DifficultyEstimate,
-    DifficultyEstimator,
-    OracleEstimator,
-    ProbeEstimator,
-    QuestionOnlyEstimator,
-)
-from ttc_agents._gateway import (
-    Gateway,
-    RetryPolicy,
-    Sample,
-    SampleBatch,
-    get_default_gateway,
-    sample,
-    set_default_gateway,
-)
-from ttc_agents._models import ModelSpec
-from ttc_agents._policy import Cost, Policy, PolicyAction, PolicyEntry, PolicyMismatchError
-from ttc_agents._specs import (
+from ttc_agents._apps.calibrate import CalibrationError, CalibrationResult, calibrate
+from ttc_agents._apps.datasets import DatasetError, Problem, load_problems
+from ttc_agents._apps.workflow import Workflow, WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._core.answers import answers_equivalent, extract_answer, split_steps
+from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerEntry, LedgerSnapshot, Usage
+from ttc_agents._core.candidates import Candidate, Selection, aggregate_scores, select_answer, select_hierarchical
+from ttc_agents._core.checkpoint import CHECKPOINT_TYPES, checkpoint_serializer
+from ttc_agents._core.specs import (
     BeamSearchSpec,
     BestOfNSpec,
     DVTSSpec,
@@ -91,8 +74,25 @@ from ttc_agents._specs import (
     StrategySpec,
     parse_strategy,
 )
-from ttc_agents._store import ResponseStore
-from ttc_agents._workflow import Workflow, WorkflowConfigError, load_workflow, load_workflows
+from ttc_agents._llm.gateway import (
+    Gateway,
+    RetryPolicy,
+    Sample,
+    SampleBatch,
+    get_default_gateway,
+    sample,
+    set_default_gateway,
+)
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.store import ResponseStore
+from ttc_agents._routing.difficulty import (
+    DifficultyEstimate,
+    DifficultyEstimator,
+    OracleEstimator,
+    ProbeEstimator,
+    QuestionOnlyEstimator,
+)
+from ttc_agents._routing.policy import Cost, Policy, PolicyAction, PolicyEntry, PolicyMismatchError
 from ttc_agents.graphs import build_strategy_graph
 from ttc_agents.graphs.router import Router, build_router_graph
 from ttc_agents.verifiers import (
@@ -105,6 +105,20 @@ from ttc_agents.verifiers import (
     as_verifier,
     make_verifier,
 )
+
+
+def _alias_legacy_checkpoint_modules() -> None:
+    """Checkpoints written before the layer packages name the old module paths: alias them."""
+    import importlib
+    import sys
+
+    from ttc_agents._core.checkpoint import LEGACY_MODULES
+
+    for legacy, current in LEGACY_MODULES.items():
+        sys.modules.setdefault(legacy, importlib.import_module(current))
+
+
+_alias_legacy_checkpoint_modules()
 
 __version__ = "0.1.0"
 

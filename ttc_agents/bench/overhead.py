@@ -79,7 +79,7 @@ def _clients(base_url: str) -> dict[str, Callable[[], Callable[[int], Awaitable[
         return one
 
     def via_litellm() -> Callable[[int], Awaitable[int]]:
-        from ttc_agents._litellm import litellm
+        from ttc_agents._llm.litellm import litellm
 
         async def one(i: int) -> int:
             response = await litellm.acompletion(
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _clients("http://127.0.0.1:1/v1")  # import every variant's dependencies before freezing them
-    from ttc_agents._gc import freeze_after_imports
+    from ttc_agents._core.gc import freeze_after_imports
 
     freeze_after_imports()
     server = subprocess.Popen(

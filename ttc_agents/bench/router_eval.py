@@ -1,7 +1,7 @@
 """Held-out evidence for the router, at matched compute, across a family of populations.
 
 For every setting (a model of the scripted double: ``arith`` or a synthetic population
-``pop-<name>``, see :mod:`ttc_agents._population`), it calibrates a policy on one half of a problem set
+``pop-<name>``, see :mod:`ttc_agents._llm.population`), it calibrates a policy on one half of a problem set
 and, on the other half:
 
 1. measures best-of-N weighted's accuracy-vs-tokens curve (N = 1 ... 64, one seeded pool per
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ttc_agents._matched import CURVE_BUDGETS, matched_compute, paired_difference
+from ttc_agents._core.matched import CURVE_BUDGETS, matched_compute, paired_difference
 
 __all__ = ["format_report", "main"]
 
@@ -53,8 +53,8 @@ def _setting_model(setting: str) -> tuple[str, str]:
 
 async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -> dict[str, Any]:
     from ttc_agents import BestOfNSpec, Budget, ModelSpec, build_strategy_graph
-    from ttc_agents._calibrate import calibrate, run_grid
-    from ttc_agents._datasets import grade, load_problems
+    from ttc_agents._apps.calibrate import calibrate, run_grid
+    from ttc_agents._apps.datasets import grade, load_problems
     from ttc_agents.graphs.router import Router
     from ttc_agents.verifiers import make_verifier
     from ttc_agents.verifiers._base import fresh_verifier

@@ -100,7 +100,7 @@ def measure_router(
     from pydantic import SecretStr
 
     from ttc_agents import BestOfNSpec, ModelSpec, build_strategy_graph
-    from ttc_agents._gateway import Gateway
+    from ttc_agents._llm.gateway import Gateway
 
     rows: list[dict[str, Any]] = []
     key = SecretStr("none")
@@ -166,7 +166,7 @@ def measure_engines(
 ) -> list[dict[str, Any]]:
     """The same batch with the local engine (in-process scripted model, and three scripted servers)
     and with the Ray engine (three scripted servers); items/s of each and whether records agree."""
-    from ttc_agents._workflow import load_workflow
+    from ttc_agents._apps.workflow import load_workflow
     from ttc_agents.integrations.batch import run_batch
     from ttc_agents.integrations.ray_engine import run_batch_ray
 
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         asyncio.run(serve_until_stdin_closes(args.kind, args.latency, args.completion_tokens))
         return 0
-    from ttc_agents._gc import freeze_after_imports
+    from ttc_agents._core.gc import freeze_after_imports
 
     if args.command == "router":
         with contextlib.ExitStack() as stack:

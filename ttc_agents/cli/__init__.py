@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ttc_agents._gc import freeze_after_imports
+from ttc_agents._core.gc import freeze_after_imports
 
 __all__ = ["build_parser", "freeze_after_imports", "main"]
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from ttc_agents._secrets import mask_secrets
+        from ttc_agents._llm.secrets import mask_secrets
 
         # The gateway masks provider errors already; this covers every other error too.
         message = mask_secrets(" ".join(str(exc).split())) or type(exc).__name__

@@ -20,7 +20,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from ttc_agents._budget import Budget
+from ttc_agents._core.budget import Budget
 
 if TYPE_CHECKING:
     from ttc_agents.integrations.batch import BatchSummary
@@ -121,9 +121,9 @@ def _run(args: argparse.Namespace) -> BatchSummary:
     from dataclasses import replace
     from pathlib import Path
 
-    from ttc_agents._gateway import get_default_gateway, set_default_gateway
-    from ttc_agents._gc import freeze_after_imports
-    from ttc_agents._workflow import load_workflow
+    from ttc_agents._apps.workflow import load_workflow
+    from ttc_agents._core.gc import freeze_after_imports
+    from ttc_agents._llm.gateway import get_default_gateway, set_default_gateway
     from ttc_agents.integrations.batch import run_batch
 
     if args.engine != "ray" and (args.address is not None or args.workers is not None):
@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace) -> BatchSummary:
         return summary
     gateway = get_default_gateway()
     if args.record:
-        from ttc_agents._store import ResponseStore
+        from ttc_agents._llm.store import ResponseStore
 
         gateway = replace(gateway, store=ResponseStore(args.record))
         set_default_gateway(gateway)

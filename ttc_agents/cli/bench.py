@@ -3,7 +3,7 @@
 Measures every strategy at every generation budget on the dataset for several sampling seeds (and
 the compute-optimal router at each budget when ``--policy`` is given), then writes
 ``results.jsonl``, ``summary.json``, PNG plots and ``report.md`` into ``--out`` and prints the
-summary table (see :mod:`ttc_agents._bench`). Runs resume: finished (question, seed) units are
+summary table (see :mod:`ttc_agents._apps.bench`). Runs resume: finished (question, seed) units are
 skipped and recorded samples are replayed from ``DIR/responses.sqlite``.
 """
 
@@ -79,12 +79,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from ttc_agents._bench import BenchConfig, format_summary, run_bench
-    from ttc_agents._datasets import DatasetWarning
-    from ttc_agents._gc import freeze_after_imports
-    from ttc_agents._loaders import load_bench_problems
-    from ttc_agents._models import ModelSpec
-    from ttc_agents._policy import PolicyMismatchError
+    from ttc_agents._apps.bench import BenchConfig, format_summary, run_bench
+    from ttc_agents._apps.datasets import DatasetWarning
+    from ttc_agents._apps.loaders import load_bench_problems
+    from ttc_agents._core.gc import freeze_after_imports
+    from ttc_agents._llm.models import ModelSpec
+    from ttc_agents._routing.policy import PolicyMismatchError
     from ttc_agents.cli.calibrate import parse_budgets
 
     freeze_after_imports()

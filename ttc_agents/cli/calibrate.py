@@ -1,6 +1,6 @@
 """``ttc calibrate --dataset D --model M --verifier V --out policy.json``: measure and fit a policy.
 
-Runs every strategy at every budget on the dataset (:func:`ttc_agents._calibrate.run_grid`), fits
+Runs every strategy at every budget on the dataset (:func:`ttc_agents._apps.calibrate.run_grid`), fits
 the compute-optimal policy, writes it to ``--out`` and every measured cell to ``outcomes.jsonl``
 next to it, and prints the table per difficulty bin with the grid's cost against the naive sum.
 """
@@ -67,7 +67,7 @@ def parse_budgets(text: str) -> list[int]:
 
 def parse_strategies(text: str) -> list[str]:
     """``"best_of_n,beam_search"`` -> names; an unknown name is a ValueError naming it."""
-    from ttc_agents._calibrate import STRATEGY_NAMES
+    from ttc_agents._apps.calibrate import STRATEGY_NAMES
 
     names = [part.strip() for part in text.split(",") if part.strip()]
     for name in names:
@@ -81,10 +81,10 @@ def parse_strategies(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ttc_agents._calibrate import calibrate
-    from ttc_agents._datasets import load_problems
-    from ttc_agents._gateway import get_default_gateway, set_default_gateway
-    from ttc_agents._models import ModelSpec
+    from ttc_agents._apps.calibrate import calibrate
+    from ttc_agents._apps.datasets import load_problems
+    from ttc_agents._llm.gateway import get_default_gateway, set_default_gateway
+    from ttc_agents._llm.models import ModelSpec
     from ttc_agents.verifiers._factory import make_verifier
 
     budgets = parse_budgets(args.budgets)
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = f"{dataset} [first {len(problems)}]"
     gateway = get_default_gateway()
     if args.record:
-        from ttc_agents._store import ResponseStore
+        from ttc_agents._llm.store import ResponseStore
 
         gateway = replace(gateway, store=ResponseStore(args.record))
         set_default_gateway(gateway)

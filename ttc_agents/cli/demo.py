@@ -1,4 +1,4 @@
-"""``ttc demo``: every strategy on a real model, offline, in a few minutes (see :mod:`ttc_agents._demo`).
+"""``ttc demo``: every strategy on a real model, offline, in a few minutes (see :mod:`ttc_agents._apps.demo`).
 
 ::
 
@@ -50,9 +50,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``ttc demo``; returns the process exit code."""
-    from ttc_agents._demo import DEFAULT_MODEL, LEVELS, DemoSettings, demo_model, format_report, run_demo, write_outputs
-    from ttc_agents._gc import freeze_after_imports
-    from ttc_agents._local import LocalServerError
+    from ttc_agents._apps.demo import (
+        DEFAULT_MODEL,
+        LEVELS,
+        DemoSettings,
+        demo_model,
+        format_report,
+        run_demo,
+        write_outputs,
+    )
+    from ttc_agents._core.gc import freeze_after_imports
+    from ttc_agents._llm.local import LocalServerError
 
     freeze_after_imports()
     settings = dataclasses.replace(

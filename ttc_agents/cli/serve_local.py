@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from ttc_agents._local import (
+from ttc_agents._llm.local import (
     DEFAULT_LOCAL_MODEL,
     LOCAL_MODELS,
     LocalServerError,

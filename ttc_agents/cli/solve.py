@@ -7,8 +7,8 @@ import asyncio
 import json
 from typing import Any
 
-from ttc_agents._budget import Budget
-from ttc_agents._specs import parse_strategy
+from ttc_agents._core.budget import Budget
+from ttc_agents._core.specs import parse_strategy
 from ttc_agents.cli._errors import (
     integer,
     non_negative_float,
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from ttc_agents._gateway import get_default_gateway, set_default_gateway
-    from ttc_agents._gc import freeze_after_imports
-    from ttc_agents._models import ModelSpec
-    from ttc_agents._workflow import load_workflow
+    from ttc_agents._apps.workflow import load_workflow
+    from ttc_agents._core.gc import freeze_after_imports
+    from ttc_agents._llm.gateway import get_default_gateway, set_default_gateway
+    from ttc_agents._llm.models import ModelSpec
     from ttc_agents.graphs import build_strategy_graph
     from ttc_agents.verifiers._factory import make_verifier
 
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     )
     gateway = get_default_gateway()
     if args.record:
-        from ttc_agents._store import ResponseStore
+        from ttc_agents._llm.store import ResponseStore
 
         gateway = replace(gateway, store=ResponseStore(args.record))
         set_default_gateway(gateway)

@@ -11,7 +11,7 @@ The scripted models themselves (``scripted/arith``, ``scripted/arith-easy``, ``s
 registered with LiteLLM when ttc-agents loads; use their names wherever a model is accepted.
 """
 
-from ttc_agents._population import POPULATION_SETTINGS, PopulationProfile, population_model, population_oracle
+from ttc_agents._llm.population import POPULATION_SETTINGS, PopulationProfile, population_model, population_oracle
 from ttc_agents.testing._local_fixture import local_server_fixture
 from ttc_agents.testing._openai_server import (
     BilledUsage,

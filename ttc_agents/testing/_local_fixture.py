@@ -1,4 +1,4 @@
-"""A pytest fixture factory for tests that talk to the embedded local model (:mod:`ttc_agents._local`)."""
+"""A pytest fixture factory for tests that talk to the embedded local model (:mod:`ttc_agents._llm.local`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ttc_agents._local import (
+from ttc_agents._llm.local import (
     DEFAULT_LOCAL_MODEL,
     LocalExtraMissingError,
     LocalServerInfo,

@@ -8,7 +8,7 @@ It speaks enough of the OpenAI API for LiteLLM's ``openai/<name>`` route (``api_
 - ``GET /v1/models`` and ``GET /health``.
 
 Completions are canned (:attr:`FakeServerConfig.text`), and every response's ``usage`` counts exactly
-what it returns with the scripted provider's tokenizer (:func:`ttc_agents._scripted.scripted_tokenize`):
+what it returns with the scripted provider's tokenizer (:func:`ttc_agents._llm.scripted.scripted_tokenize`):
 prompt tokens are the tokens of all message contents (or of the prompt), counted once per request;
 completion tokens are summed over the returned choices. The server records every request body and what
 it billed, and applies a schedule of :class:`Fault` s to the next completion requests, in order, then
@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Final, Self
 
 from aiohttp import web
 
-from ttc_agents._scripted import scripted_prompt_tokens, scripted_token_count, scripted_tokenize
+from ttc_agents._llm.scripted import scripted_prompt_tokens, scripted_token_count, scripted_tokenize
 
 __all__ = [
     "BilledUsage",
@@ -236,9 +236,7 @@ class _Completion:
     finish_reason: str
 
 
-_FaultHandler = Callable[
-    ["FakeOpenAIServer", web.Request, Fault, _Reply], Awaitable[web.StreamResponse | None]
-]
+_FaultHandler = Callable[["FakeOpenAIServer", web.Request, Fault, _Reply], Awaitable[web.StreamResponse | None]]
 
 
 def _prompt_tokens(body: Mapping[str, Any], chat: bool) -> int:
@@ -306,9 +304,7 @@ class FakeOpenAIServer:
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name="fake-openai", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name="fake-openai", daemon=True)
         self._thread.start()
         ready.wait()
         if failure:
@@ -446,10 +442,7 @@ class FakeOpenAIServer:
         return web.json_response({"status": "ok"})
 
     async def _models(self, request: web.Request) -> web.Response:
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "ttc-agents"}
-            for name in self.config.models
-        ]
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "ttc-agents"} for name in self.config.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
@@ -516,9 +509,7 @@ class FakeOpenAIServer:
     async def _hang(self, request: web.Request, fault: Fault, reply: _Reply) -> None:
         reply.delay += fault.seconds
 
-    async def _connection_reset(
-        self, request: web.Request, fault: Fault, reply: _Reply
-    ) -> web.StreamResponse:
+    async def _connection_reset(self, request: web.Request, fault: Fault, reply: _Reply) -> web.StreamResponse:
         transport = request.transport
         if transport is not None:
             sock = transport.get_extra_info("socket")
@@ -599,9 +590,7 @@ class FakeOpenAIServer:
         }
         return payload
 
-    def _choice(
-        self, index: int, completion: _Completion, body: dict[str, Any], chat: bool
-    ) -> dict[str, Any]:
+    def _choice(self, index: int, completion: _Completion, body: dict[str, Any], chat: bool) -> dict[str, Any]:
         if chat:
             logprobs = None
             if self.config.logprobs and body.get("logprobs"):
@@ -631,10 +620,7 @@ def _chat_logprobs(tokens: Sequence[str], top_k: int) -> list[dict[str, Any]]:
         {
             **entry(token, _CHOSEN_LOGPROB),
             "top_logprobs": [entry(token, _CHOSEN_LOGPROB)]
-            + [
-                entry(alt, lp)
-                for alt, lp in zip(_alternatives(token, top_k - 1), _ALT_LOGPROBS, strict=False)
-            ]
+            + [entry(alt, lp) for alt, lp in zip(_alternatives(token, top_k - 1), _ALT_LOGPROBS, strict=False)]
             if top_k > 0
             else [],
         }

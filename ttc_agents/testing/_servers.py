@@ -20,7 +20,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from ttc_agents._scripted import scripted_respond
+from ttc_agents._llm.scripted import scripted_respond
 from ttc_agents.testing._openai_server import FakeOpenAIServer, FakeServerConfig
 
 __all__ = ["ServerProcess", "closed_port", "serve_scripted", "serve_until_stdin_closes"]
@@ -37,6 +37,7 @@ def closed_port() -> int:
 async def serve_scripted(port: int = 0, latency: float = 0.0) -> tuple[Any, int]:
     """Serve the scripted test double as an OpenAI-compatible ``POST /v1/chat/completions`` on
     127.0.0.1 (the request's ``model`` names the profile). Returns the aiohttp runner and the port."""
+
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         if latency > 0:

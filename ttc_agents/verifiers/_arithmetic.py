@@ -3,7 +3,7 @@
 :func:`find_claims` reads claims like ``12 * 7 + 5 = 89``, ``3 + 4 = 7 = 7``, ``(3 + 4) * 2 = 14``,
 ``$3/hour * 5 hours = $15``, ``20% of 50 = 10``, ``10 / 3 ≈ 3.33``, LaTeX (``3 \\times 4``,
 ``\\frac{1}{2}``) and GSM8K calculator notes ``<<48/2=24>>``, and evaluates both sides with
-:mod:`ttc_agents._safe_math` (exact fractions, never ``eval``).
+:mod:`ttc_agents._core.safe_math` (exact fractions, never ``eval``).
 
 How text becomes claims:
 
@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from ttc_agents._safe_math import try_evaluate
+from ttc_agents._core.safe_math import try_evaluate
 
 if TYPE_CHECKING:
-    from ttc_agents._budget import Ledger
+    from ttc_agents._core.budget import Ledger
 
 __all__ = ["MAX_CLAIMS", "MAX_STEP_CHARS", "ArithmeticStepVerifier", "Claim", "find_claims"]
 

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from ttc_agents._budget import Ledger
+from ttc_agents._core.budget import Ledger
 
 __all__ = ["CallableVerifier", "ScoreFunction", "Verifier", "as_verifier"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ttc_agents._gateway import Gateway
+from ttc_agents._llm.gateway import Gateway
 from ttc_agents.verifiers._base import Verifier
 
 __all__ = ["VERIFIER_SPECS", "make_verifier"]

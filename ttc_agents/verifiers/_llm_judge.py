@@ -23,9 +23,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ttc_agents._budget import Ledger
-from ttc_agents._gateway import Gateway, Sample, gather_or_cancel, get_default_gateway
-from ttc_agents._models import ModelSpec
+from ttc_agents._core.budget import Ledger
+from ttc_agents._llm.gateway import Gateway, Sample, gather_or_cancel, get_default_gateway
+from ttc_agents._llm.models import ModelSpec
 from ttc_agents.prompts import render_prompt
 
 __all__ = ["NEUTRAL_SCORE", "LLMJudgeORM", "LLMJudgePRM", "judge_probability"]

@@ -44,8 +44,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from ttc_agents._budget import Ledger, Usage
-from ttc_agents._retry import RetryPolicy, async_retrying
+from ttc_agents._core.budget import Ledger, Usage
+from ttc_agents._llm.retry import RetryPolicy, async_retrying
 
 __all__ = ["QWEN_MATH_SYSTEM_PROMPT", "RewardModelError", "RewardModelVerifier"]
 
@@ -214,9 +214,7 @@ class RewardModelVerifier:
                     payload = await self._post(client, texts, ledger, timeout)
         except httpx.HTTPStatusError as exc:
             body = exc.response.text[:300]
-            raise RewardModelError(
-                f"{self.name}: HTTP {exc.response.status_code} from {self.url}: {body}"
-            ) from exc
+            raise RewardModelError(f"{self.name}: HTTP {exc.response.status_code} from {self.url}: {body}") from exc
         except httpx.HTTPError as exc:
             raise RewardModelError(f"{self.name}: {type(exc).__name__} talking to {self.url}: {exc}") from exc
         except ValueError as exc:
@@ -226,9 +224,7 @@ class RewardModelVerifier:
     async def _post(self, client: httpx.AsyncClient, texts: list[str], ledger: Ledger, timeout: float) -> Any:
         """One attempt, booked in the ledger as a call or a failed call."""
         try:
-            response = await client.post(
-                self.url, json={"model": self.model, "input": texts}, timeout=timeout
-            )
+            response = await client.post(self.url, json={"model": self.model, "input": texts}, timeout=timeout)
             response.raise_for_status()
             payload = response.json()
         except (httpx.HTTPError, ValueError):
@@ -241,9 +237,7 @@ class RewardModelVerifier:
         items = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(items, list) or len(items) != count:
             raise RewardModelError(f"{self.name}: expected {count} items in the response's 'data'")
-        by_index = {
-            item.get("index", n): item.get("data") for n, item in enumerate(items) if isinstance(item, dict)
-        }
+        by_index = {item.get("index", n): item.get("data") for n, item in enumerate(items) if isinstance(item, dict)}
         if sorted(by_index) != list(range(count)):
             raise RewardModelError(f"{self.name}: response indices do not cover 0..{count - 1}")
         return [by_index[i] for i in range(count)]

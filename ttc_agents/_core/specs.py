@@ -1,0 +1,124 @@
+"""Strategy specs: one pydantic model per strategy whose fields are the paper's hyperparameters.
+
+``StrategySpec`` is a discriminated union on the ``strategy`` field, so a spec can come from JSON,
+YAML or the CLI and is validated with errors that name the field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, model_validator
+
+from ttc_agents._core.candidates import Aggregation, SelectionMethod
+
+__all__ = [
+    "BeamSearchSpec",
+    "BestOfNSpec",
+    "DVTSSpec",
+    "HybridSpec",
+    "RevisionSpec",
+    "StrategySpec",
+    "TreeSearchSpec",
+    "parse_strategy",
+]
+
+
+class _SpecBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    max_tokens: PositiveInt | None = Field(default=None, description="completion cap per sample")
+    aggregation: Aggregation = "last"
+    seed: int | None = None
+
+
+class BestOfNSpec(_SpecBase):
+    """N full solutions in one request; the answer by naive, weighted (default) or majority selection."""
+
+    strategy: Literal["best_of_n"] = "best_of_n"
+    n: PositiveInt = 16
+    selection: SelectionMethod = "weighted"
+
+
+class TreeSearchSpec(_SpecBase):
+    """What beam search and DVTS share: N beams of width M, rounds, how a step ends."""
+
+    n: PositiveInt = 16
+    width: PositiveInt = 4
+    max_rounds: PositiveInt = 40
+    step_delimiter: str = "\n"
+    step_max_tokens: PositiveInt = 256
+
+    @model_validator(mode="after")
+    def _width_divides_n(self) -> TreeSearchSpec:
+        if self.n % self.width != 0:
+            raise ValueError(f"n ({self.n}) must be divisible by width ({self.width})")
+        return self
+
+
+class BeamSearchSpec(TreeSearchSpec):
+    """Beam search against a PRM: keep the top n/width, expand each by width; ``lookahead`` steps at T=0."""
+
+    strategy: Literal["beam_search"] = "beam_search"
+    lookahead: int = Field(default=0, ge=0, le=8)
+
+
+class DVTSSpec(TreeSearchSpec):
+    """Diverse verifier tree search: n/width independent subtrees, each greedy on the verifier."""
+
+    strategy: Literal["dvts"] = "dvts"
+
+
+class RevisionSpec(_SpecBase):
+    """Sequential revisions: ``chains`` chains of up to ``attempts`` attempts, each seeing ``context`` before it."""
+
+    strategy: Literal["revision"] = "revision"
+    attempts: PositiveInt = 4
+    chains: PositiveInt = 1
+    context: PositiveInt = 4
+    selection: Literal["hierarchical", "majority"] = "hierarchical"
+
+
+class HybridSpec(_SpecBase):
+    """Parallel x sequential: ``n`` attempts split into P chains of S revisions with S/P ~ ``sequential_ratio``."""
+
+    strategy: Literal["hybrid"] = "hybrid"
+    n: PositiveInt = 16
+    sequential_ratio: float = Field(default=1.0, gt=0)
+    context: PositiveInt = 4
+    selection: Literal["hierarchical", "majority"] = "hierarchical"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(parallel chains P, sequential attempts S) with P x S <= n and S/P close to the ratio."""
+        sequential = max(1, min(self.n, round(math.sqrt(self.n * self.sequential_ratio))))
+        parallel = max(1, self.n // sequential)
+        return parallel, sequential
+
+    def as_revision(self) -> RevisionSpec:
+        parallel, sequential = self.shape
+        return RevisionSpec(
+            attempts=sequential,
+            chains=parallel,
+            context=self.context,
+            selection=self.selection,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            aggregation=self.aggregation,
+            seed=self.seed,
+        )
+
+
+StrategySpec = Annotated[
+    BestOfNSpec | BeamSearchSpec | DVTSSpec | RevisionSpec | HybridSpec,
+    Field(discriminator="strategy"),
+]
+
+_ADAPTER: TypeAdapter[StrategySpec] = TypeAdapter(StrategySpec)
+
+
+def parse_strategy(data: object) -> StrategySpec:
+    """Validate a dict (or JSON-like object) into the matching strategy spec."""
+    return _ADAPTER.validate_python(data)

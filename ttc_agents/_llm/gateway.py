@@ -1,0 +1,621 @@
+"""The model gateway: every model call of the library goes through :meth:`Gateway.sample`.
+
+One call asks for ``k`` completions of one prompt. The gateway sends ONE request with ``n=k`` when
+the backend honours ``n``, checks how many choices came back and tops up with parallel seeded
+calls when fewer came (llama.cpp's server silently returns one). Before any request starts, the
+ledger reserves its worst case and may shrink ``n`` or refuse; after it, the real usage (tokens,
+USD, FLOPs) is booked. Transient failures are retried with tenacity; answers can be recorded to and
+replayed from a :class:`~ttc_agents.ResponseStore`.
+
+What the ledger books when a call does not simply succeed:
+
+* an error answer (4xx, 5xx, a reset connection) is a failed call, billed nothing;
+* an attempt the client timed out on, or that was cancelled while in flight (a sibling call failed,
+  or the caller gave up), may still be billed by the provider: its reservation, the worst case, is
+  booked as *unconfirmed* spend (:attr:`Usage.unconfirmed_tokens`), and a retry takes a reservation of
+  its own;
+* a response with more completion tokens than ``max_tokens x n`` (a server that ignores
+  ``max_tokens``) is booked as it came, flagged (:meth:`Ledger.flag_overrun`: ``overrun_tokens``,
+  ``stopped_by == "server_ignored_max_tokens"``) and ends the run: the ledger grants nothing more.
+
+Every exception a call raises leaves with the configured secrets masked in its text
+(:func:`~ttc_agents._llm.secrets.mask_exception`) and carries the run's ledger
+(:func:`~ttc_agents._core.budget.ledger_snapshot_of`). Sibling calls of one request (top-ups) are
+cancelled when one fails (:func:`gather_or_cancel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from litellm.exceptions import Timeout
+
+from ttc_agents._core.budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
+from ttc_agents._llm.litellm import litellm
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.providers import ModelResolver, default_resolvers, register_providers
+from ttc_agents._llm.retry import OutOfTime, RetryableError, RetryPolicy, async_retrying, backoff_seconds
+from ttc_agents._llm.router_group import RouterGroups, failed_deployment_key, worst_case_prices
+from ttc_agents._llm.secrets import mask_exception, mask_secrets, register_secret
+
+if TYPE_CHECKING:
+    from ttc_agents._llm.store import ResponseStore
+
+__all__ = [
+    "Gateway",
+    "Message",
+    "ModelResolver",
+    "RetryPolicy",
+    "Sample",
+    "SampleBatch",
+    "gather_or_cancel",
+    "get_default_gateway",
+    "mask_secrets",
+    "prompt_token_bound",
+    "sample",
+    "set_default_gateway",
+]
+
+Message = Mapping[str, Any]
+
+# Chat templates add a few tokens per message (role markers) and per conversation.
+_TOKENS_PER_MESSAGE = 16
+_TOKENS_PER_PROMPT = 32
+
+
+_T = TypeVar("_T")
+
+
+def _message_bytes(message: Message) -> int:
+    """The UTF-8 size of ``message`` serialised as JSON: every key and value that is sent, not only
+    ``content`` (a ``name``, tool calls, content parts...). JSON escaping only adds bytes."""
+    try:
+        text = json.dumps(dict(message), ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(message)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def prompt_token_bound(messages: Sequence[Message]) -> int:
+    """An upper bound of the prompt's token count for byte-level tokenizers.
+
+    Every token of a byte-level BPE or byte-fallback tokenizer covers at least one byte, so the
+    UTF-8 size of what is sent (each whole message, all its keys, as JSON) plus the template's
+    overhead bounds the count without loading any tokenizer. This is the one place the prompt's
+    bound is computed: every reservation uses it.
+    """
+    size = sum(_message_bytes(m) for m in messages)
+    return size + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_PROMPT
+
+
+async def gather_or_cancel(*aws: Awaitable[_T]) -> list[_T]:
+    """Like :func:`asyncio.gather`, but the first failure cancels the others, and is raised (itself,
+    not in a group) only once they have finished: calls cancelled in flight have booked their worst
+    case by then, so the ledger the exception carries is complete."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One completion: its text, why it ended, and token logprobs when they were asked for."""
+
+    text: str
+    finish_reason: str | None = None
+    logprobs: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """What :meth:`Gateway.sample` returns. ``stopped_by`` names the limit when fewer than asked came."""
+
+    samples: tuple[Sample, ...]
+    usage: Usage
+    requested: int
+    stopped_by: BudgetLimit | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.samples]
+
+
+class _EmptyResponseError(RetryableError):
+    """The backend answered without any choice; worth another attempt."""
+
+
+def _choice_logprobs(choice: Any) -> tuple[Mapping[str, Any], ...] | None:
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+    if not content:
+        return None
+    return tuple(item if isinstance(item, dict) else item.model_dump() for item in content)
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Sends every model request of the library and books it in a ledger.
+
+    ``store`` enables record/replay; ``resolvers`` map name prefixes such as ``local`` to a server.
+    A model with a ``group`` of deployments goes through that group's LiteLLM Router (one per event
+    loop, in ``_groups``), and its calls are booked per deployment.
+    """
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    store: ResponseStore | None = None
+    resolvers: dict[str, ModelResolver] = field(default_factory=dict)
+    _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
+    _groups: RouterGroups = field(default_factory=RouterGroups)
+
+    async def sample(
+        self,
+        model: ModelSpec | str,
+        messages: Sequence[Message],
+        k: int = 1,
+        *,
+        ledger: Ledger | None = None,
+        node: str = "sample",
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        prompt_tokens: int | None = None,
+        **params: Any,
+    ) -> SampleBatch:
+        """Up to ``k`` completions of one prompt; fewer only when the budget says so (or the run was
+        stopped: see the module docstring).
+
+        ``prompt_tokens`` is what a server reported for these very messages in an earlier call (the
+        router's probe asked the same prompt): the first request reserves that instead of the UTF-8
+        bound. Later waves of this call reserve what the first request's answer reported.
+
+        An exception out of here has its secrets masked and carries ``ledger``
+        (:func:`~ttc_agents._core.budget.ledger_snapshot_of`), which holds every spend booked before it.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        spec = ModelSpec.of(model)
+        ledger = ledger if ledger is not None else Ledger()
+        request: dict[str, Any] = {**spec.extra_params, **params, "max_tokens": max_tokens or spec.max_tokens}
+        if temperature is not None:
+            request["temperature"] = temperature
+        if stop:
+            request["stop"] = list(stop)
+        if logprobs and spec.supports_logprobs:
+            request["logprobs"] = True
+            if top_logprobs is not None:
+                request["top_logprobs"] = top_logprobs
+        try:
+            samples, usage = await self._sample(spec, list(messages), k, seed, request, ledger, node, prompt_tokens)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                attach_ledger(exc, ledger)
+            raise
+        stopped = ledger.stopped_by if len(samples) < k else None
+        return SampleBatch(tuple(samples), usage, k, stopped)
+
+    async def _sample(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        k: int,
+        seed: int | None,
+        request: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+        prompt_tokens: int | None = None,
+    ) -> tuple[list[Sample], Usage]:
+        store_key = None
+        if self.store is not None:
+            # The server is part of the key: one server's recordings never answer another's requests.
+            store_key = self.store.request_key(spec.name, messages, {**request, "seed": seed}, api_base=spec.api_base)
+            replayed = await self._replay(spec, messages, store_key, k, request, ledger, node)
+            if replayed is not None:
+                return replayed
+        results: list[_CallResult] = []
+        honours_n = spec.supports_n or k == 1
+        base = seed if seed is not None else random.randrange(2**31)
+        if honours_n:
+            first = await self._call(spec, messages, k, seed, request, ledger, node, prompt_tokens)
+            if first is None:
+                return [], Usage()
+            results.append(first)
+            honours_n = len(first.samples) >= first.granted
+        have = sum(len(r.samples) for r in results)
+        # Waves until k: the budget may have granted fewer than asked while the worst case was held;
+        # once settled, what calls really used leaves room for more. A server that honours n gets one
+        # request per wave; one that does not, parallel single-sample calls.
+        while have < k and not ledger.overrun_tokens:
+            # The server counted these very messages already: later waves reserve that, not the bound.
+            counted = [r.usage.prompt_tokens // max(r.usage.calls, 1) for r in results if r.usage.prompt_tokens]
+            prompt = min(counted, default=prompt_tokens)
+            if honours_n:
+                wave = [self._call(spec, messages, k - have, base + have, request, ledger, node, prompt)]
+            else:
+                wave = [self._call(spec, messages, 1, base + i, request, ledger, node, prompt) for i in range(have, k)]
+            fresh = [r for r in await gather_or_cancel(*wave) if r is not None and r.samples]
+            if not fresh:
+                break
+            results.extend(fresh)
+            have = sum(len(r.samples) for r in results)
+        samples = [s for r in results for s in r.samples]
+        if store_key is not None and samples:
+            await self._record(store_key, results, spec.name)
+        return samples, Usage.total(r.usage for r in results)
+
+    async def _call(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        n: int,
+        seed: int | None,
+        request: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+        prompt_tokens: int | None = None,
+    ) -> _CallResult | None:
+        """One request (with retries) under a reservation; None when the budget refused it.
+
+        ``prompt_tokens`` is the prompt size to reserve: the UTF-8 bound of ``messages`` by default,
+        or the count the server reported for these very messages earlier in the same sampling.
+
+        An answer without any choice may still have been billed (its prompt at least): it is booked
+        as a failed call with what it billed, and the next attempt takes a reservation of its own, so
+        that what was billed and the next attempt's worst case both stay inside the budget. The same
+        goes for an attempt the client timed out on: the provider may bill it, so its whole
+        reservation is booked as unconfirmed spend before the next attempt reserves again. A call
+        cancelled in flight is booked the same way. All attempts together are at most
+        ``retry.max_attempts``.
+        """
+        in_price, out_price = self.prices(spec)
+        max_tokens = int(request["max_tokens"])
+        prompt_bound = prompt_token_bound(messages) if prompt_tokens is None else prompt_tokens
+        tries = _Tries(left=self.retry.max_attempts)
+        attempt = 0
+        while True:
+            attempt += 1
+            reservation = await ledger.reserve_waiting(
+                n,
+                prompt_tokens=prompt_bound,
+                max_completion_tokens=max_tokens,
+                usd_per_prompt_token=in_price,
+                usd_per_completion_token=out_price,
+                flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
+            )
+            if reservation is None:
+                return None
+            kwargs = {**request, "n": reservation.n}
+            if seed is not None:
+                kwargs["seed"] = seed
+            tries.in_flight = False
+            try:
+                response = await self._complete_with_retries(spec, messages, kwargs, ledger, node, tries)
+            except OutOfTime:
+                self._close_unanswered(ledger, reservation, tries, spec, node)
+                ledger.stop("max_seconds")
+                return None
+            except _ClientTimeout as timeout:
+                self._close_unanswered(ledger, reservation, tries, spec, node)
+                if tries.left <= 0:
+                    raise timeout.error from None
+                if not await self._wait_before_retry(attempt, ledger):
+                    ledger.stop("max_seconds")
+                    return None
+                continue
+            except BaseException:
+                self._close_unanswered(ledger, reservation, tries, spec, node)
+                raise
+            prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
+            completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
+            book_as, priced = self._booking(spec, response)
+            choices = list(response.choices or ())[: reservation.n]
+            if not choices:
+                failed = self._usage(priced, prompt_tokens, completion_tokens, failed_calls=1)
+                ledger.settle(reservation, failed, node=node, model=book_as)
+                self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
+                if tries.left <= 0:
+                    raise _EmptyResponseError(f"{spec.name} returned no choices in {attempt} attempts")
+                if ledger.overrun_tokens:
+                    return None
+                if not await self._wait_before_retry(attempt, ledger):
+                    ledger.stop("max_seconds")
+                    return None
+                continue
+            usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
+            ledger.settle(reservation, usage, node=node, model=book_as)
+            self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
+            want_logprobs = "logprobs" in kwargs
+            samples = [
+                Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
+                for c in choices
+            ]
+            return _CallResult(samples, usage, granted=reservation.n)
+
+    @staticmethod
+    def _close_unanswered(ledger: Ledger, reservation: Reservation, tries: _Tries, spec: ModelSpec, node: str) -> None:
+        """Settle the reservation of a call that got no answer: its worst case when the last attempt
+        was sent (the provider may bill it), nothing when it never left."""
+        if tries.in_flight:
+            ledger.settle_unconfirmed(reservation, node=node, model=spec.name)
+        else:
+            ledger.release(reservation)
+
+    @staticmethod
+    def _check_overrun(ledger: Ledger, completion_tokens: int, bound: int) -> None:
+        """Flag a response with more completion tokens than ``max_tokens x n`` (the run stops)."""
+        if completion_tokens > bound:
+            ledger.flag_overrun(completion_tokens - bound)
+
+    async def _wait_before_retry(self, attempt: int, ledger: Ledger) -> bool:
+        """Back off before another attempt; False when the time budget would run out first."""
+        backoff = backoff_seconds(self.retry, attempt)
+        left = ledger.seconds_left()
+        if left is not None and backoff >= left:
+            return False
+        await asyncio.sleep(backoff)
+        return True
+
+    def _booking(self, spec: ModelSpec, response: Any) -> tuple[str, ModelSpec]:
+        """Where a call's usage is booked and the spec it is priced with: for a group, the deployment's."""
+        return (spec.name, spec) if spec.group is None else self._groups.booking(spec, response)
+
+    def _usage(self, spec: ModelSpec, prompt: int, completion: int, **counts: int) -> Usage:
+        in_price, out_price = self.prices(spec)
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            usd=prompt * (in_price or 0.0) + completion * (out_price or 0.0),
+            flops=spec.flops(prompt + completion),
+            **counts,
+        )
+
+    async def _complete_with_retries(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        kwargs: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+        tries: _Tries,
+    ) -> Any:
+        """The request, retried on errors that billed nothing. A client-side timeout of a sent request
+        leaves as :class:`_ClientTimeout` (the caller books it and reserves again); ``tries`` counts the
+        attempts left and says whether the last one was sent. Every exception is masked."""
+        _register_secrets(spec)
+        model, api_base = await self.litellm_route(spec)
+        # A server a resolver mapped (local/...) needs no key, but LiteLLM's OpenAI route refuses None.
+        resolved = api_base is not None and spec.api_base is None
+        api_key = spec.api_key.get_secret_value() if spec.api_key else ("none" if resolved else None)
+        retrying = async_retrying(self.retry, attempts=tries.left, seconds_left=ledger.seconds_left)
+        async for attempt in retrying:
+            with attempt:
+                tries.in_flight = False
+                left = ledger.seconds_left()
+                if left is not None and left <= 0:
+                    raise OutOfTime
+                tries.left -= 1
+                timeout = spec.timeout if left is None else min(spec.timeout, left)
+                try:
+                    async with self._limit(spec):
+                        tries.in_flight = True
+                        response = await asyncio.wait_for(
+                            self._groups.acompletion(
+                                spec, messages, ledger=ledger, node=node, timeout=timeout, **kwargs
+                            )
+                            if spec.group is not None
+                            else litellm.acompletion(
+                                model=model,
+                                messages=messages,
+                                api_base=api_base,
+                                api_key=api_key,
+                                timeout=timeout,
+                                num_retries=0,
+                                max_retries=0,
+                                drop_params=True,
+                                caching=False,
+                                **kwargs,
+                            ),
+                            timeout=timeout + 1.0,
+                        )
+                except BaseException as exc:
+                    if not tries.in_flight:  # cancelled while waiting for a slot: nothing was sent
+                        raise
+                    ledger.settle(None, Usage(failed_calls=1), node=node, model=failed_deployment_key(spec, exc))
+                    if isinstance(exc, Exception):
+                        mask_exception(exc)
+                    if isinstance(exc, TimeoutError | Timeout):
+                        if (ledger.seconds_left() or 1.0) <= 0:
+                            raise OutOfTime from exc
+                        raise _ClientTimeout(exc) from exc
+                    if isinstance(exc, Exception):  # an error answer: the provider billed nothing
+                        tries.in_flight = False
+                    raise  # cancelled in flight: the caller books the worst case
+                return response
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _limit(self, spec: ModelSpec) -> asyncio.Semaphore | _NoLimit:
+        if spec.max_concurrency is None:
+            return _NO_LIMIT
+        key = (id(asyncio.get_running_loop()), spec.name)
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(spec.max_concurrency)
+        return self._limits[key]
+
+    async def litellm_route(self, spec: ModelSpec) -> tuple[str, str | None]:
+        """The LiteLLM model string and api_base for ``spec`` (resolving ``local/...`` names).
+
+        A resolver may start a server, so it runs in a worker thread, off the event loop.
+        """
+        prefix, _, _ = spec.name.partition("/")
+        resolver = self.resolvers.get(prefix) if spec.group is None else None
+        if resolver is not None and spec.api_base is None:
+            return await asyncio.to_thread(resolver, spec.name)
+        return spec.name, spec.api_base
+
+    def prices(self, spec: ModelSpec) -> tuple[float | None, float | None]:
+        """USD per prompt and per completion token: the spec's, else LiteLLM's cost map, else None.
+
+        For a group of deployments: the highest price of any deployment (a reservation's worst case).
+        """
+        if spec.group is not None:
+            return worst_case_prices(self.prices(priced) for priced in self._groups.priced_specs(spec).values())
+        if spec.usd_per_input_token is not None and spec.usd_per_output_token is not None:
+            return spec.usd_per_input_token, spec.usd_per_output_token
+        if spec.name not in self._prices:
+            try:
+                info = litellm.get_model_info(spec.name)
+                self._prices[spec.name] = (info.get("input_cost_per_token"), info.get("output_cost_per_token"))
+            except Exception:
+                self._prices[spec.name] = (None, None)
+        known_in, known_out = self._prices[spec.name]
+        return (
+            spec.usd_per_input_token if spec.usd_per_input_token is not None else known_in,
+            spec.usd_per_output_token if spec.usd_per_output_token is not None else known_out,
+        )
+
+    async def _replay(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        key: str,
+        k: int,
+        request: dict[str, Any],
+        ledger: Ledger,
+        node: str,
+    ) -> tuple[list[Sample], Usage] | None:
+        """Answer from the store when the samples are stored, booking them as the call would."""
+        assert self.store is not None
+        in_price, out_price = self.prices(spec)
+        reservation = ledger.reserve(
+            k,
+            prompt_tokens=prompt_token_bound(messages),
+            max_completion_tokens=int(request["max_tokens"]),
+            usd_per_prompt_token=in_price,
+            usd_per_completion_token=out_price,
+            flops_per_token=None if spec.parameters is None else 2.0 * spec.parameters,
+        )
+        if reservation is None:
+            return [], Usage()
+        stored = await self.store.get_many(key, range(reservation.n))
+        if len(stored) < reservation.n:
+            ledger.release(reservation)
+            return None
+        items = [stored[i] for i in range(reservation.n)]
+        usage = self._usage(
+            spec,
+            sum(item.prompt_tokens for item in items),
+            sum(item.completion_tokens for item in items),
+            calls=sum(1 for item in items if item.prompt_tokens > 0),
+            samples=len(items),
+            replayed=len(items),
+        )
+        ledger.settle(reservation, usage, node=node, model=spec.name)
+        # A recording of a server that ignored max_tokens replays as what it was.
+        self._check_overrun(ledger, usage.completion_tokens, int(request["max_tokens"]) * reservation.n)
+        samples = [
+            Sample(item.text, item.finish_reason, tuple(item.logprobs) if item.logprobs is not None else None)
+            for item in items
+        ]
+        return samples, usage
+
+    async def _record(self, key: str, results: list[_CallResult], model: str) -> None:
+        """Store each sample with its share of its call's usage (the prompt on the call's first)."""
+        from ttc_agents._llm.store import StoredSample
+
+        assert self.store is not None
+        stored: dict[int, StoredSample] = {}
+        for result in results:
+            count = len(result.samples)
+            share, extra = divmod(result.usage.completion_tokens, max(count, 1))
+            for j, s in enumerate(result.samples):
+                stored[len(stored)] = StoredSample(
+                    text=s.text,
+                    finish_reason=s.finish_reason,
+                    logprobs=[dict(x) for x in s.logprobs] if s.logprobs else None,
+                    prompt_tokens=result.usage.prompt_tokens if j == 0 else 0,
+                    completion_tokens=share + (extra if j == 0 else 0),
+                )
+        await self.store.put_many(key, stored, model=model)
+
+
+@dataclass(frozen=True, slots=True)
+class _CallResult:
+    samples: list[Sample]
+    usage: Usage
+    granted: int = 0
+    """The ``n`` the budget granted (a server that ignores ``n`` answers fewer)."""
+
+
+@dataclass(slots=True)
+class _Tries:
+    """Attempts left for one call, and whether the current attempt's request was sent."""
+
+    left: int
+    in_flight: bool = False
+
+
+class _ClientTimeout(Exception):
+    """The client timed out on a sent request (``error``); the provider may still bill it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _register_secrets(spec: ModelSpec) -> None:
+    """Mask ``spec``'s keys (its own, its group deployments') in every message from now on."""
+    register_secret(spec.api_key)
+    if spec.group is not None:
+        for deployments in (spec.group.deployments, spec.group.fallbacks):
+            for deployment in deployments:
+                register_secret(deployment.api_key)
+                key = deployment.litellm_params.get("api_key")
+                if isinstance(key, str):
+                    register_secret(key)
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+_default_gateway: Gateway | None = None
+
+
+def get_default_gateway() -> Gateway:
+    """The process-wide gateway used when none is passed."""
+    global _default_gateway
+    if _default_gateway is None:
+        register_providers()
+        _default_gateway = Gateway(resolvers=default_resolvers())
+    return _default_gateway
+
+
+def set_default_gateway(gateway: Gateway) -> None:
+    """Replace the process-wide gateway (for example to add a record/replay store)."""
+    global _default_gateway
+    _default_gateway = gateway
+
+
+async def sample(model: ModelSpec | str, messages: Sequence[Message], k: int = 1, **params: Any) -> SampleBatch:
+    """``k`` completions of one prompt through the default gateway (see :meth:`Gateway.sample`)."""
+    return await get_default_gateway().sample(model, messages, k, **params)

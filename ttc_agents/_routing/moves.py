@@ -1,0 +1,373 @@
+"""What every strategy graph shares: its state, its context, and the moves of a search.
+
+The graph modules in ``ttc_agents.graphs`` wire these moves into LangGraph state machines: sample
+full solutions, extend partial solutions by one step, score candidates with the verifier, select
+the answer. Each move books its model calls in the run's ledger, which travels in the state as an
+immutable snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, Required, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel
+
+from ttc_agents._core.answers import extract_answer, split_steps
+from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerSnapshot
+from ttc_agents._core.candidates import Aggregation, Candidate, Selection
+from ttc_agents._core.specs import TreeSearchSpec
+from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
+from ttc_agents._llm.models import ModelSpec
+from ttc_agents.prompts import render_prompt
+from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
+
+__all__ = [
+    "SearchContext",
+    "StrategyInput",
+    "StrategyOutput",
+    "StrategyState",
+    "best_so_far",
+    "extend_by_one_step",
+    "finish",
+    "grow_tree",
+    "has_final_answer",
+    "roll_out",
+    "sample_solutions",
+    "score_candidates",
+    "score_fresh",
+    "start_run",
+    "tree_search_graph",
+]
+
+
+class StrategyInput(TypedDict, total=False):
+    """What a strategy graph takes: the question, optional earlier turns, an optional budget."""
+
+    question: Required[str]
+    context: list[dict[str, Any]]
+    budget: Budget | dict[str, Any] | None
+
+
+class StrategyOutput(TypedDict, total=False):
+    """What a strategy graph returns."""
+
+    answer: str | None
+    candidates: list[Candidate]
+    ledger: LedgerSnapshot
+    stopped_by: BudgetLimit | None
+    strategy: dict[str, Any]
+
+
+class StrategyState(StrategyOutput, total=False):
+    """Input, output, and the search's working keys (all optional in a node's update)."""
+
+    question: str
+    context: list[dict[str, Any]]
+    budget: Budget | dict[str, Any] | None
+    frontier: list[Candidate]
+    fresh: list[Candidate]
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchContext:
+    """The run-independent things a strategy needs: model, verifier, gateway, prompt overrides."""
+
+    model: ModelSpec
+    verifier: Verifier | None = None
+    gateway: Gateway = field(default_factory=get_default_gateway)
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    budget: Budget | None = None
+
+    @classmethod
+    def create(
+        cls,
+        model: ModelSpec | str,
+        verifier: Verifier | ScoreFunction | None = None,
+        *,
+        gateway: Gateway | None = None,
+        prompts: Mapping[str, str] | None = None,
+        budget: Budget | None = None,
+    ) -> SearchContext:
+        return cls(
+            model=ModelSpec.of(model),
+            verifier=None if verifier is None else as_verifier(verifier),
+            gateway=gateway or get_default_gateway(),
+            prompts=dict(prompts or {}),
+            budget=budget,
+        )
+
+    def messages(self, state: StrategyState, prompt: str, **values: str) -> list[Message]:
+        """The earlier turns of the conversation, then the filled prompt as the user's turn."""
+        content = render_prompt(prompt, dict(self.prompts), question=state["question"], **values)
+        return [*state.get("context", ()), {"role": "user", "content": content}]
+
+
+_FINAL = re.compile(r"\\boxed\s*\{|\banswer is\b|^\s*####", re.IGNORECASE | re.MULTILINE)
+
+
+def has_final_answer(step: str) -> bool:
+    """True when a step states the final answer (boxed, 'the answer is', or '#### X')."""
+    return _FINAL.search(step) is not None
+
+
+def start_run(ctx: SearchContext, spec: BaseModel) -> RunStart:
+    """The first node of every strategy graph: a fresh ledger under the run's budget, empty pools."""
+    return RunStart(ctx, spec.model_dump())
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """The ``start`` node: see :func:`start_run`."""
+
+    ctx: SearchContext
+    spec_dump: dict[str, Any]
+
+    def __call__(self, state: StrategyState) -> StrategyState:
+        budget = state.get("budget") or self.ctx.budget or Budget()
+        if isinstance(budget, dict):
+            budget = Budget.model_validate(budget)
+        return {
+            "ledger": Ledger(budget=budget).snapshot(),
+            "candidates": [],
+            "frontier": [],
+            "fresh": [],
+            "round": 0,
+            "answer": None,
+            "stopped_by": None,
+            "strategy": self.spec_dump,
+        }
+
+
+def best_so_far(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Unfinished candidates with whatever answer their text gives, for a search cut short."""
+    return [c if c.answer is not None else replace(c, answer=extract_answer(c.text)) for c in candidates]
+
+
+async def sample_solutions(
+    ctx: SearchContext,
+    ledger: Ledger,
+    messages: Sequence[Message],
+    k: int,
+    *,
+    temperature: float,
+    max_tokens: int | None,
+    seed: int | None,
+    node: str,
+    attempt: int | None = None,
+    prompt_tokens: int | None = None,
+) -> list[Candidate]:
+    """``k`` full solutions of one prompt in one request (fewer when the budget says so).
+
+    ``prompt_tokens``: the size a server reported for these messages before (see :meth:`Gateway.sample`)."""
+    batch = await ctx.gateway.sample(
+        ctx.model,
+        messages,
+        k,
+        ledger=ledger,
+        node=node,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        prompt_tokens=prompt_tokens,
+    )
+    return [
+        Candidate(steps=tuple(split_steps(s.text)), answer=_solution_answer(s), finished=True, attempt=attempt)
+        for s in batch.samples
+    ]
+
+
+def _solution_answer(sample: Sample) -> str | None:
+    """The final answer of a full solution. One cut by the length limit ends mid-step, so the number
+    it happens to end with is no answer: it has one only when a complete line before the cut states it."""
+    if sample.finish_reason != "length":
+        return extract_answer(sample.text)
+    complete = sample.text.rpartition("\n")[0]
+    return extract_answer(complete) if has_final_answer(complete) else None
+
+
+async def extend_by_one_step(
+    ctx: SearchContext,
+    ledger: Ledger,
+    state: StrategyState,
+    prefixes: Sequence[Candidate],
+    per_prefix: int,
+    *,
+    temperature: float,
+    delimiter: str,
+    max_tokens: int,
+    seed: int | None,
+    node: str = "expand",
+) -> list[Candidate]:
+    """Each prefix extended by ``per_prefix`` sampled next steps: one request (with n) per prefix."""
+
+    async def extend(prefix: Candidate) -> list[Candidate]:
+        steps_text = "\n".join(prefix.steps) if prefix.steps else "(none)"
+        batch = await ctx.gateway.sample(
+            ctx.model,
+            ctx.messages(state, "step_generate", steps=steps_text),
+            per_prefix,
+            ledger=ledger,
+            node=node,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            stop=[delimiter] if delimiter else None,
+        )
+        out = []
+        for s in batch.samples:
+            new_steps = [step for step in split_steps(s.text, delimiter or None) if step]
+            steps = prefix.steps + tuple(new_steps)
+            finished = not new_steps or any(has_final_answer(step) for step in new_steps)
+            answer = extract_answer("\n".join(steps)) if finished else None
+            out.append(replace(prefix, steps=steps, finished=finished, answer=answer, step_scores=(), score=None))
+        return out
+
+    groups = await gather_or_cancel(*(extend(p) for p in prefixes))  # one failure cancels the siblings
+    return [c for group in groups for c in group]
+
+
+async def roll_out(
+    ctx: SearchContext,
+    ledger: Ledger,
+    state: StrategyState,
+    candidates: Sequence[Candidate],
+    steps: int,
+    *,
+    delimiter: str,
+    max_tokens: int,
+) -> list[Candidate]:
+    """Each candidate continued ``steps`` steps greedily (temperature 0): the lookahead of beam search.
+
+    Costs one sample per unfinished candidate per step, N x k in all. A rollout the budget refuses
+    stays where it is.
+    """
+    rollouts = list(candidates)
+    for _ in range(steps):
+        open_positions = [i for i, c in enumerate(rollouts) if not c.finished]
+        if not open_positions or ledger.stopped_by is not None:
+            break
+        extended = await extend_by_one_step(
+            ctx,
+            ledger,
+            state,
+            [rollouts[i] for i in open_positions],
+            1,
+            temperature=0.0,
+            delimiter=delimiter,
+            max_tokens=max_tokens,
+            seed=None,
+            node="lookahead",
+        )
+        if len(extended) != len(open_positions):
+            break
+        for position, rollout in zip(open_positions, extended, strict=True):
+            rollouts[position] = rollout
+    return rollouts
+
+
+async def grow_tree(ctx: SearchContext, ledger: Ledger, state: StrategyState, spec: TreeSearchSpec) -> list[Candidate]:
+    """One round of tree search: N first steps from the root in ONE request at round 0, then every
+    frontier beam extended by ``width`` next steps (one request with n=width per beam)."""
+    round_ = state["round"]
+    prefixes, per_prefix = ([Candidate(steps=())], spec.n) if round_ == 0 else (state["frontier"], spec.width)
+    return await extend_by_one_step(
+        ctx,
+        ledger,
+        state,
+        prefixes,
+        per_prefix,
+        temperature=spec.temperature,
+        delimiter=spec.step_delimiter,
+        max_tokens=spec.step_max_tokens,
+        seed=None if spec.seed is None else spec.seed + round_,
+    )
+
+
+async def score_fresh(
+    ctx: SearchContext, ledger: Ledger, state: StrategyState, spec: TreeSearchSpec, *, lookahead: int = 0
+) -> list[Candidate]:
+    """The round's new candidates scored by the verifier, after a ``lookahead``-step greedy rollout."""
+    fresh = state["fresh"]
+    rollouts = None
+    if lookahead:
+        rollouts = await roll_out(
+            ctx, ledger, state, fresh, lookahead, delimiter=spec.step_delimiter, max_tokens=spec.step_max_tokens
+        )
+    return await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation, rollouts=rollouts)
+
+
+async def score_candidates(
+    ctx: SearchContext,
+    ledger: Ledger,
+    question: str,
+    candidates: Sequence[Candidate],
+    aggregation: Aggregation,
+    *,
+    rollouts: Sequence[Candidate] | None = None,
+) -> list[Candidate]:
+    """Candidates with their verifier scores (unchanged when there is no verifier).
+
+    With ``rollouts`` (lookahead), each candidate is scored by the steps of its rollout instead.
+    """
+    if ctx.verifier is None or not candidates:
+        return list(candidates)
+    judged = rollouts if rollouts is not None else candidates
+    scores = await ctx.verifier.score(question, [c.steps for c in judged], ledger=ledger)
+    out = []
+    for candidate, rollout, step_scores in zip(candidates, judged, scores, strict=True):
+        scored = rollout.scored(step_scores, aggregation)
+        out.append(replace(candidate, step_scores=scored.step_scores[: len(candidate.steps)], score=scored.score))
+    return out
+
+
+def finish(state: StrategyState, candidates: list[Candidate], choice: Selection) -> StrategyState:
+    """The last node's update: the selected answer, all candidates, and why the run stopped."""
+    return {"answer": choice.answer, "candidates": candidates, "stopped_by": state["ledger"].stopped_by}
+
+
+class AsyncNode(Protocol):
+    """A graph node that calls models: the state in, its update out."""
+
+    def __call__(self, state: StrategyState) -> Awaitable[StrategyState]: ...
+
+
+class SyncNode(Protocol):
+    """A graph node that only computes: the state in, its update out."""
+
+    def __call__(self, state: StrategyState) -> StrategyState: ...
+
+
+def tree_search_graph(
+    name: str,
+    ctx: SearchContext,
+    spec: TreeSearchSpec,
+    *,
+    expand: AsyncNode,
+    verify: AsyncNode,
+    prune: SyncNode,
+    route: Callable[[StrategyState], Literal["expand", "select"]],
+    select: AsyncNode,
+) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
+    """The wiring beam search and DVTS share, around their own moves::
+
+    START -> start -> expand -> verify -> prune --route--> expand | select -> END
+    """
+    graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
+    graph.add_node("start", start_run(ctx, spec))
+    graph.add_node("expand", expand)
+    graph.add_node("verify", verify)
+    graph.add_node("prune", prune)
+    graph.add_node("select", select)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "expand")
+    graph.add_edge("expand", "verify")
+    graph.add_edge("verify", "prune")
+    graph.add_conditional_edges("prune", route)
+    graph.add_edge("select", END)
+    return graph.compile(name=name).with_config(recursion_limit=3 * spec.max_rounds + 10)
