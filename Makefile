@@ -6,8 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_EXTRAS ?= dev,local
 TEST_EXTRAS ?= dev,local,ray
-# llama-cpp-python compiles llama.cpp from source; this keeps the build small.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama-cpp-python compiles llama.cpp from source; this keeps the build small and portable. A native
+# build (-march=native) on a CPU with Intel AMX emits AMX tile instructions that a sandboxed kernel
+# refuses (the server dies with a general protection fault on its first completion), so no native.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
 
 .PHONY: setup-demo setup-test demo test lint typecheck
 
@@ -15,10 +18,16 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-setup-demo: $(BIN)/activate
+# Built once per virtualenv with the flags above; pip's wheel cache does not know CMAKE_ARGS, so a wheel
+# it cached from a build with other flags is not reused.
+$(VENV)/.llama-cpp-built: $(BIN)/activate
+	$(BIN)/pip install --quiet --no-cache-dir "$(LLAMA_CPP)"
+	touch $@
+
+setup-demo: $(VENV)/.llama-cpp-built
 	$(BIN)/pip install --quiet -e ".[$(DEMO_EXTRAS)]"
 
-setup-test: $(BIN)/activate
+setup-test: $(VENV)/.llama-cpp-built
 	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
 
 demo: setup-demo
