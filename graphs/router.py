@@ -136,6 +136,7 @@ class Router:
         budget: Budget | None = None,
         unit: BudgetUnit | None = None,
         force: bool = False,
+        probe_seed: int | None = None,
     ) -> None:
         specs = {name: ModelSpec.of(m) for name, m in (models or {}).items()}
         for name in policy.models:
@@ -153,7 +154,7 @@ class Router:
         )
         predictor = None if policy.probe_model is None else ProbePredictor.from_dict(policy.probe_model)
         self.estimator = estimator or ProbeEstimator(
-            policy.thresholds, samples=policy.probe_samples, predictor=predictor
+            policy.thresholds, samples=policy.probe_samples, predictor=predictor, seed=probe_seed
         )
         self._graphs: dict[str, CompiledStateGraph[Any, None, Any, Any]] = {}
         self.graph = self._build()

@@ -331,3 +331,21 @@ def test_a_policy_file_that_is_not_utf8_or_is_cut_short_names_the_file(tmp_path:
         Policy.load(incomplete)
     with pytest.raises(ValueError, match=r"nowhere\.json: cannot read the policy file"):
         Policy.load(tmp_path / "nowhere.json")
+
+
+def test_a_hard_budget_buys_the_largest_best_of_n_that_fits_despite_in_sample_dips() -> None:
+    """Issue 11: ties and noisy dips of a bin's best-of-N curve made the router spend less than the
+    budget allowed and lose to plain best-of-N at the same budget."""
+    policy = policy_of(
+        [
+            entry(5, 4, BestOfNSpec(n=4), 0.40, 400),
+            entry(5, 8, BestOfNSpec(n=8), 0.38, 800),  # a dip: noise, not a law
+            entry(5, 16, BestOfNSpec(n=16), 0.40, 1600),
+        ]
+    )
+    assert policy.choose(5, Budget(max_tokens=900)).action.strategy == BestOfNSpec(n=8)
+    assert policy.choose(5, Budget(max_tokens=2000)).action.strategy == BestOfNSpec(n=16)
+    proven = entry(5, 4, BeamSearchSpec(n=4, width=2), 0.60, 700)
+    assert policy_of([*policy.candidates, proven]).choose(5, Budget(max_tokens=900)).action == proven.action
+    unproven = proven.model_copy(update={"eligible": False})
+    assert policy_of([*policy.candidates, unproven]).choose(5, Budget(max_tokens=900)).budget == 8

@@ -284,12 +284,12 @@ class Policy(BaseModel):
         With an int (a generation budget N): the table's entry for the largest fitted budget <= N,
         a matched-compute plan (the smallest fitted budget when none is that small).
 
-        With a :class:`Budget` (the question's WHOLE hard budget, probe included): the most
-        accurate eligible measured action whose cost for this question fits every set limit
-        (``unit`` restricts the comparison to one unit). ``probe_spent`` is what the probe already
-        cost: best-of-N reuses it, other actions add their own cost to it, and those are checked
-        at their 90th-percentile cost. Ties go to the cheaper action; when nothing fits, the
-        cheapest action.
+        With a :class:`Budget` (the question's WHOLE hard budget, probe included): of the measured
+        actions whose cost for this question fits every set limit (``unit`` restricts the comparison
+        to one unit), the largest best-of-N weighted, unless an eligible alternative is more
+        accurate than every best-of-N weighted that fits. ``probe_spent`` is what the probe already
+        cost: best-of-N reuses it, other actions add their own cost to it, and those are checked at
+        their 90th-percentile cost. When nothing fits, the cheapest action.
         """
         if isinstance(budget, int):
             rows = [e for e in self.table if e.bin == bin_]
@@ -313,9 +313,21 @@ class Policy(BaseModel):
         fitting = [e for e in pool if all(need(e, u) <= limit for u, limit in limits.items())]
         if not fitting:
             return min(pool, key=lambda e: tuple(need(e, u) for u in limits) or (e.budget,))
-        return max(
-            fitting, key=lambda e: (round(e.value, 9), -sum(need(e, u) / lim for u, lim in limits.items() if lim > 0))
-        )
+
+        def load(entry: PolicyEntry) -> float:
+            return sum(need(entry, u) / lim for u, lim in limits.items() if lim > 0)
+
+        best_of_n = [e for e in fitting if _is_weighted_best_of_n(e.action)]
+        if not best_of_n:
+            return max(fitting, key=lambda e: (round(e.value, 9), -load(e)))
+        # More samples never hurt best-of-N weighted in expectation: of the sizes that fit, take the
+        # largest (valued at the best of them), whatever a bin's noisy in-sample dips say. An eligible
+        # alternative (proven better than best-of-N weighted) replaces it only when it is worth more.
+        most = max(best_of_n, key=lambda e: (load(e), e.budget))
+        worth = max(e.value for e in best_of_n)
+        others = [e for e in fitting if not _is_weighted_best_of_n(e.action) and e.eligible]
+        challenger = max(others, key=lambda e: (round(e.value, 9), -load(e)), default=None)
+        return challenger if challenger is not None and challenger.value > worth + 1e-9 else most
 
     def curve(self, bin_: int, unit: BudgetUnit) -> list[PolicyEntry]:
         """The accuracy-vs-cost hull of a bin's eligible entries: each step up costs more and buys

@@ -110,8 +110,14 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     def router_graph() -> Any:
         # Every run gets a verifier with an empty score cache, so that it pays for all it judges:
         # an LLM judge's cache would otherwise hand later runs the scores earlier ones paid for.
+        # The probe draws with the held-out pool's seed: its samples ARE the pool's first samples, so
+        # where the router runs best-of-N it is compared with best-of-N on common random numbers.
         return Router(
-            policy, models={model_name: model}, verifier=fresh_verifier(verifier), verifier_name=verifier_spec
+            policy,
+            models={model_name: model},
+            verifier=fresh_verifier(verifier),
+            verifier_name=verifier_spec,
+            probe_seed=args.seed + 1,
         ).graph
 
     async def run(graph: Any, inputs: dict[str, Any], problem: Any) -> tuple[float, bool]:
@@ -134,7 +140,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     for n in budgets:
         limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
         fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
-        spec = BestOfNSpec(n=max(fits), selection="weighted")
+        spec = BestOfNSpec(n=max(fits), selection="weighted", seed=args.seed + 1)
         budget = Budget(max_tokens=limit_tokens)
 
         def bon_graph(spec: BestOfNSpec = spec) -> Any:
