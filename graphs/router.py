@@ -30,14 +30,14 @@ from typing import Any, Required, TypedDict, cast
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerSnapshot, Usage
+from ttc_agents._core.budget import Budget, Ledger, LedgerSnapshot, Usage
 from ttc_agents._core.candidates import Candidate, select_answer
 from ttc_agents._core.specs import BestOfNSpec
 from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.allocation import Allocation, estimate_allocate_run
 from ttc_agents._routing.difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
-from ttc_agents._routing.moves import SearchContext, StrategyState, sample_solutions, score_candidates
+from ttc_agents._routing.moves import SearchContext, StrategyOutput, StrategyState, sample_solutions, score_candidates
 from ttc_agents._routing.policy import (
     BudgetUnit,
     Cost,
@@ -67,14 +67,10 @@ class RouterInput(TypedDict, total=False):
     action: PolicyEntry | None
 
 
-class RouterOutput(TypedDict, total=False):
-    """The answer, every candidate, the ledger, why it stopped, and the trace of its decisions."""
+class RouterOutput(StrategyOutput, total=False):
+    """A strategy's output (answer, candidates, ledger, stopped_by, strategy) and the trace of the
+    router's decisions."""
 
-    answer: str | None
-    candidates: list[Candidate]
-    ledger: LedgerSnapshot
-    stopped_by: BudgetLimit | None
-    strategy: dict[str, Any]
     trace: dict[str, Any]
 
 
@@ -204,19 +200,16 @@ class Router:
             prompt_tokens=None if estimate_ is None else estimate_.prompt_tokens,
         )
         scored = await score_candidates(ctx, ledger, state["question"], fresh, spec.aggregation)
-        spent = ledger.total
-        run_spent = {k: v - before.as_dict()[k] for k, v in spent.as_dict().items()}
+        earlier = before.as_dict()
+        run_spent = {k: v - earlier[k] for k, v in ledger.total.as_dict().items()}
         return {"candidates": probes + scored, "ledger": ledger.snapshot(), "trace": {**trace, "run_spent": run_spent}}
 
     def _build(self) -> CompiledStateGraph[RouterState, None, RouterInput, RouterOutput]:
         ctx, policy = self.ctx, self.policy
 
         def start(state: RouterState) -> RouterState:
-            budget = state.get("budget") or ctx.budget or Budget()
-            if isinstance(budget, dict):
-                budget = Budget.model_validate(budget)
             return {
-                "ledger": Ledger(budget=budget).snapshot(),
+                "ledger": ctx.fresh_ledger(state.get("budget")),
                 "candidates": [],
                 "answer": None,
                 "stopped_by": None,

@@ -102,6 +102,11 @@ class SearchContext:
             budget=budget,
         )
 
+    def fresh_ledger(self, budget: Budget | dict[str, Any] | None) -> LedgerSnapshot:
+        """A new run's ledger: under the input's budget, else the context's, else none."""
+        chosen = budget or self.budget or Budget()
+        return Ledger(budget=Budget.model_validate(chosen) if isinstance(chosen, dict) else chosen).snapshot()
+
     def messages(self, state: StrategyState, prompt: str, **values: str) -> list[Message]:
         """The earlier turns of the conversation, then the filled prompt as the user's turn."""
         content = render_prompt(prompt, dict(self.prompts), question=state["question"], **values)
@@ -129,11 +134,8 @@ class RunStart:
     spec_dump: dict[str, Any]
 
     def __call__(self, state: StrategyState) -> StrategyState:
-        budget = state.get("budget") or self.ctx.budget or Budget()
-        if isinstance(budget, dict):
-            budget = Budget.model_validate(budget)
         return {
-            "ledger": Ledger(budget=budget).snapshot(),
+            "ledger": self.ctx.fresh_ledger(state.get("budget")),
             "candidates": [],
             "frontier": [],
             "fresh": [],

@@ -58,7 +58,6 @@ __all__ = [
     "PolicyMismatchError",
     "allocate_budgets",
     "bin_of",
-    "budget_in_unit",
     "entry_cost",
     "fit_policy",
     "quantile_thresholds",
@@ -384,11 +383,6 @@ def entry_cost(
         return max(own, probe_cost)
     measured = entry.cost_p90 if high and entry.cost_p90 is not None else entry.cost
     return max(measured.in_unit(unit) - policy.probe_cost.in_unit(unit), 0.0) + probe_cost
-
-
-def budget_in_unit(unit: BudgetUnit, amount: float) -> Budget:
-    """A budget limiting only ``unit`` to ``amount`` (:meth:`Budget.of_unit`)."""
-    return Budget.of_unit(unit, amount)
 
 
 def _hull(entries: Sequence[PolicyEntry], unit: BudgetUnit) -> list[PolicyEntry]:
