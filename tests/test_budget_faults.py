@@ -50,7 +50,6 @@ from ttc_agents import (
     Usage,
     build_strategy_graph,
 )
-from ttc_agents._core.specs import TreeSearchSpec
 from ttc_agents.testing import FakeServerConfig, Fault
 from ttc_agents.verifiers import LLMJudgePRM
 
@@ -246,25 +245,23 @@ def test_one_ledger_shared_by_concurrent_calls_never_overspends(
 
 
 class IgnoresMaxTokens(AuditedServer):
-    """Answers with its fixed completion length whatever ``max_tokens`` says."""
+    """Answers with its fixed completion length whatever ``max_tokens`` (and ``stop``) say: a step
+    request cut at its stop string could otherwise come back shorter than its ``max_tokens``."""
 
     def _payload(self, body: Any, chat: bool, reply: Any) -> Any:
         reply.max_tokens = None
-        return super()._payload(body, chat, reply)
+        return super()._payload({k: v for k, v in body.items() if k != "stop"}, chat, reply)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=strategy_specs(), max_tokens=st.integers(1, 16))
-@example(spec=DVTSSpec(seed=0, n=1, width=1, max_rounds=1), max_tokens=1)  # steps cut at "\n" by the server
+@example(spec=DVTSSpec(seed=0, n=1, width=1, max_rounds=1), max_tokens=1)  # one short step per request
+@example(spec=BeamSearchSpec(seed=0, n=1, width=1, max_rounds=1), max_tokens=11)
 def test_a_server_ignoring_max_tokens_is_booked_flagged_and_stops_the_run(spec: StrategySpec, max_tokens: int) -> None:
     """Every strategy (beam steps ask for 256 tokens at most): the excess is booked (it is billed), named,
     and the run stops."""
     count(SUITE, "ignoring-server runs")
     RECEIVED.clear()
-    if isinstance(spec, TreeSearchSpec):
-        # A step request is capped by step_max_tokens, and a step the server cuts at its stop string
-        # can be shorter than 256: cap the steps too, so that every request's answer is too long.
-        spec = spec.model_copy(update={"step_max_tokens": max_tokens})
     config = FakeServerConfig(text=arithmetic_text, completion_tokens=400)  # above every max_tokens
     with IgnoresMaxTokens(config) as server:
         model = model_spec(server, timeout=TIMEOUT, max_tokens=max_tokens)
