@@ -47,11 +47,14 @@ def _module(name: str) -> types.ModuleType:
 
 
 def _public_names(module: types.ModuleType) -> set[str]:
-    """Non-underscore names bound in ``module`` that are neither modules nor ``__future__`` features."""
+    """Non-underscore names of ``module`` that are neither modules nor ``__future__`` features.
+
+    ``dir()`` and ``getattr`` rather than ``vars()``: a package that loads its names on first use
+    (PEP 562 ``__getattr__`` and ``__dir__``, as ``ttc_agents`` does) lists them before they are bound."""
     return {
         name
-        for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType | FUTURE_FEATURE)
+        for name in dir(module)
+        if not name.startswith("_") and not isinstance(getattr(module, name), types.ModuleType | FUTURE_FEATURE)
     }
 
 

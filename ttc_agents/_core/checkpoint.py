@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from ttc_agents._core.module_aliases import LEGACY_MODULES
+
 __all__ = ["CHECKPOINT_TYPES", "LEGACY_MODULES", "checkpoint_serializer"]
 
 CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
@@ -28,17 +30,7 @@ CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
     ("ttc_agents._core.specs", "HybridSpec"),
 )
 
-LEGACY_MODULES: dict[str, str] = {
-    "ttc_agents._budget": "ttc_agents._core.budget",
-    "ttc_agents._candidates": "ttc_agents._core.candidates",
-    "ttc_agents._difficulty": "ttc_agents._routing.difficulty",
-    "ttc_agents._policy": "ttc_agents._routing.policy",
-    "ttc_agents._specs": "ttc_agents._core.specs",
-}
-"""Where the checkpointed classes lived before the layer packages: a checkpoint stores a class by its
-module path, so ``ttc_agents`` registers these names as aliases of the new modules at import, and
-:data:`CHECKPOINT_TYPES` allows both."""
-
+# Checkpoints written before the layer packages name the old module paths (ttc_agents._core.module_aliases).
 CHECKPOINT_TYPES = CHECKPOINT_TYPES + tuple(
     (legacy, name)
     for module, name in CHECKPOINT_TYPES

@@ -1,17 +1,16 @@
 """The one place that imports LiteLLM, after switching off its network access at import time.
 
 LiteLLM fetches its model cost map from the internet on import unless told not to, and its token
-counter may try a model hub. Both are turned off here unless the user has chosen otherwise.
+counter may try a model hub. Both are turned off (:mod:`ttc_agents._llm.offline`, which
+:mod:`ttc_agents` also imports first, without LiteLLM) unless the user has chosen otherwise.
 """
 
 from __future__ import annotations
 
-import os
+# isort: off
+import ttc_agents._llm.offline  # noqa: F401  (the environment switches, before litellm loads)
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-os.environ.setdefault("LITELLM_TELEMETRY", "False")
-
+# isort: on
 import litellm
 
 litellm.suppress_debug_info = True
