@@ -67,14 +67,15 @@ def record(method: str, budget: int, question: str, correct: bool, **changes: An
 
 
 def canned() -> DemoResult:
+    held_out = {"split": "held-out"}
     records = [
         record("best_of_n/weighted", 1, "add1:a", True),
-        record("best_of_n/weighted", 1, "add2:b", False),
+        record("best_of_n/weighted", 1, "add2:b", False, **held_out),
         record("best_of_n/weighted", 4, "add1:a", True, replayed=1),
-        record("best_of_n/weighted", 4, "add2:b", True, replayed=1),
+        record("best_of_n/weighted", 4, "add2:b", True, replayed=1, **held_out),
         record("best_of_n/majority", 4, "add1:a", True, replayed=4, seconds=0.0),
-        record("best_of_n/majority", 4, "add2:b", False, replayed=4, seconds=0.0),
-        record("router", 4, "add2:b", True, split="held-out", choice="m:best_of_n(n=4)"),
+        record("best_of_n/majority", 4, "add2:b", False, replayed=4, seconds=0.0, **held_out),
+        record("router", 4, "add2:b", True, choice="m:best_of_n(n=4)", **held_out),
     ]
     return DemoResult(
         model="local/smollm2-135m",
@@ -88,7 +89,7 @@ def canned() -> DemoResult:
 
 
 def test_summarize_averages_per_question_and_orders_rows() -> None:
-    rows = summarize(canned().records)
+    rows = summarize(canned().records, split=None)
     assert [(r.method, r.budget) for r in rows] == [
         ("best_of_n/weighted", 1),
         ("best_of_n/weighted", 4),
@@ -108,14 +109,29 @@ def test_summarize_averages_per_question_and_orders_rows() -> None:
     assert rows[3].split == "held-out" and rows[0].split == "all"
 
 
+def test_every_line_is_compared_on_the_same_held_out_questions() -> None:
+    rows = summarize(canned().records)
+    assert {(r.method, r.budget): (r.questions, r.accuracy) for r in rows} == {
+        ("best_of_n/weighted", 1): (1, 0.0),
+        ("best_of_n/weighted", 4): (1, 1.0),
+        ("best_of_n/majority", 4): (1, 0.0),
+        ("router", 4): (1, 1.0),
+    }
+    assert {r.split for r in rows} == {"held-out"}
+    summary = summary_dict(canned())
+    assert {r["questions"] for r in summary["results"]} == {1}
+    assert "router" not in {r["method"] for r in summary["results_all_questions"]}
+    assert {r["questions"] for r in summary["results_all_questions"]} == {2}
+
+
 def test_table_and_report_text() -> None:
     result = canned()
     table = format_table(summarize(result.records))
     lines = table.splitlines()
     assert lines[0].split()[:4] == ["strategy", "N", "questions", "accuracy"]
-    assert any(line.startswith("router (held-out)") for line in lines)
+    assert any(line.startswith("router ") for line in lines)
     weighted = next(line for line in lines if line.startswith("best_of_n/weighted") and line.split()[1] == "4")
-    assert weighted.split()[2:4] == ["2", "1.00"]
+    assert weighted.split()[2:4] == ["1", "1.00"]
     levels = format_levels(result)
     assert "pass@1" in levels and "pass@4" in levels
     add2 = next(line for line in levels.splitlines() if line.startswith("add2"))
@@ -123,6 +139,7 @@ def test_table_and_report_text() -> None:
     report = format_report(result)
     assert "cannot do grade-school math" in report and "not that test-time compute buys accuracy" in report
     assert "arithmetic step checker" in report
+    assert "every line on the same 1 held-out questions" in report
 
 
 def test_summary_keeps_wall_time_apart_and_outputs_are_written(tmp_path: Path) -> None:
@@ -152,7 +169,7 @@ def test_settings_are_validated() -> None:
 
 def test_demo_model_settings() -> None:
     local = demo_model()
-    assert local.name == "local/smollm2-135m" and local.max_concurrency == 2
+    assert local.name == "local/smollm2-135m" and local.max_concurrency == 4
     assert local.api_key is not None  # LiteLLM's OpenAI-compatible route wants one
     vllm = demo_model("openai/served", api_base="http://127.0.0.1:8000/v1")
     assert vllm.api_base == "http://127.0.0.1:8000/v1" and vllm.api_key is not None

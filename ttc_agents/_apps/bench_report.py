@@ -107,14 +107,17 @@ def draw_curves(
     *,
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """One line per setting through its budgets, in the settings' order and style (``ttc bench``'s and
-    ``ttc demo``'s figures); ``band``: shade the bootstrap interval over questions; ``labels``: legend
-    labels instead of the settings' own."""
+    """One line per setting through its budgets (in order of cost against tokens), in the settings' order
+    and style (``ttc bench``'s and ``ttc demo``'s figures); ``band``: shade the bootstrap interval over
+    questions; ``labels``: legend labels instead of the settings' own."""
     by_setting: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for s in settings:
         by_setting[s["setting"]].append(s)
     for setting in sorted(by_setting, key=setting_order):
-        points = sorted(by_setting[setting], key=lambda s: s["budget"])
+        # Against tokens, a line runs left to right: the router's cost need not rise with N, and a
+        # line joined by N would double back on itself.
+        order = (lambda s: (s["tokens"]["mean"], s["budget"])) if x == "tokens" else (lambda s: s["budget"])
+        points = sorted(by_setting[setting], key=order)
         label, colour, marker = STYLE.get(setting, (setting, "gray", "x"))
         label = (labels or {}).get(setting, label)
         xs = [s["tokens"]["mean"] if x == "tokens" else s["budget"] for s in points]

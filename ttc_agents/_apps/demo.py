@@ -59,6 +59,7 @@ reaches the model, and no server is started.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import math
@@ -80,9 +81,10 @@ from ttc_agents._apps.datasets import Problem, grade, reasoning_gym_problems
 from ttc_agents._core.budget import Ledger, LedgerSnapshot, Usage
 from ttc_agents._core.candidates import Candidate
 from ttc_agents._core.specs import BeamSearchSpec, BestOfNSpec, RevisionSpec, StrategySpec
-from ttc_agents._llm.gateway import Gateway, get_default_gateway
+from ttc_agents._llm.gateway import Gateway, gather_or_cancel, get_default_gateway
 from ttc_agents._llm.local import (
     LOCAL_PREFIX,
+    LOCAL_SUPPORTS_N,
     LocalServerInfo,
     resolve_local_model,
     start_local_server,
@@ -289,12 +291,14 @@ class DemoSettings:
         budgets: Generation budgets N.
         seed: Seeds the task set and every strategy's sampling.
         router: Fit a policy on the calibration split and run the router on the held-out split.
+        questions_in_flight: Questions answered side by side.
     """
 
     questions_per_level: int = 10
     budgets: tuple[int, ...] = (1, 2, 4)
     seed: int = 0
     router: bool = True
+    questions_in_flight: int = 4
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -304,6 +308,8 @@ class DemoSettings:
     def __post_init__(self) -> None:
         if self.questions_per_level < 1:
             raise ValueError(f"questions_per_level must be at least 1, got {self.questions_per_level}")
+        if self.questions_in_flight < 1:
+            raise ValueError(f"questions_in_flight must be at least 1, got {self.questions_in_flight}")
         if not self.budgets or any(b < 1 for b in self.budgets):
             raise ValueError(f"budgets must be positive integers, got {self.budgets}")
 
@@ -387,11 +393,17 @@ class SummaryRow:
     by_level: dict[str, float]
 
 
-def summarize(records: Sequence[CellRecord]) -> list[SummaryRow]:
-    """One row per (method, budget), in the order the methods and budgets first appear."""
+def summarize(records: Sequence[CellRecord], *, split: Split | None = "held-out") -> list[SummaryRow]:
+    """One row per (method, budget) over the questions of ``split`` (``None``: all questions), in the
+    order of the methods and budgets.
+
+    The demo compares every line on the held-out split, the questions the router's policy was not
+    fitted on; over all questions only the strategies have rows (the router runs on held-out ones).
+    """
     groups: dict[tuple[str, int], list[CellRecord]] = {}
     for record in records:
-        groups.setdefault((record.method, record.budget), []).append(record)
+        if split is None or record.split == split:
+            groups.setdefault((record.method, record.budget), []).append(record)
     rows = []
     for (method, budget), group in sorted(groups.items(), key=lambda kv: (_method_order(kv[0][0]), kv[0][1])):
         count = len(group)
@@ -433,9 +445,8 @@ def demo_model(name: str = DEFAULT_MODEL, *, api_base: str | None = None, api_ke
     """The demo's :class:`ModelSpec` for ``name``.
 
     Answers are a line or two, so completions are capped at 48 tokens. A local model gets at most
-    two requests in flight (llama.cpp's server runs one at a time; the second keeps it busy) and the
-    placeholder key its OpenAI-compatible route needs, as does a server given by ``api_base``
-    without a key.
+    four requests in flight (the server's slots: it decodes them together) and the placeholder key
+    its OpenAI-compatible route needs, as does a server given by ``api_base`` without a key.
     """
     local = name.startswith(LOCAL_PREFIX)
     key = api_key if api_key is not None else ("none" if local or api_base else None)
@@ -444,7 +455,7 @@ def demo_model(name: str = DEFAULT_MODEL, *, api_base: str | None = None, api_ke
         api_base=api_base,
         api_key=None if key is None else SecretStr(key),
         max_tokens=48,
-        max_concurrency=2 if local else 8,
+        max_concurrency=4 if local else 8,
         parameters=1.35e8 if name == DEFAULT_MODEL else None,
     )
 
@@ -452,6 +463,8 @@ def demo_model(name: str = DEFAULT_MODEL, *, api_base: str | None = None, api_ke
 class _LocalServers:
     """Resolves ``local/NAME`` for the demo's gateway: starts the server on first use (so a fully
     replayed run never starts one) and remembers the servers it started, to stop them at the end."""
+
+    supports_n = LOCAL_SUPPORTS_N  # see ttc_agents._llm.providers.LocalResolver
 
     def __init__(self, n_threads: int | None) -> None:
         self.n_threads = n_threads
@@ -541,17 +554,29 @@ async def run_demo(
             for n in budgets
         }
         bar = _progress(len(problems) * len(METHODS) * len(budgets) + router_runs, progress)
-        try:
-            for level, split, problem in problems:
+        # Questions run side by side (the local server decodes several requests together); within a
+        # question the order matters, since later cells replay earlier cells' samples from the store.
+        in_flight = asyncio.Semaphore(settings.questions_in_flight)
+
+        async def answer(level: Level, split: Split, problem: Problem) -> list[CellRecord]:
+            records: list[CellRecord] = []
+            async with in_flight:
                 for method in METHODS:
                     bar.set_postfix_str(f"{level.key} {method.name}", refresh=False)
                     for n in budgets:
                         inputs = {"question": problem.question, "context": level.context(stepwise=method.stepwise)}
                         output, seconds = await _timed(graphs[(method.name, n)].ainvoke(inputs))
-                        result.records.append(_record(method.name, n, level, split, problem, output, seconds))
+                        records.append(_record(method.name, n, level, split, problem, output, seconds))
                         if method.name == "best_of_n/weighted" and n == budgets[0]:
                             result.questions.append(_pool_stats(level, problem, output["candidates"]))
                         bar.update(1)
+            return records
+
+        try:
+            answered = await gather_or_cancel(*(answer(*item) for item in problems))
+            result.records.extend(record for records in answered for record in records)
+            order = {problem.id: i for i, (_, _, problem) in enumerate(problems)}
+            result.questions.sort(key=lambda stats: order[stats.question_id])
             if settings.router:
                 await _route(result, problems, budgets, model, verifier, gateway, bar)
             else:
@@ -677,14 +702,22 @@ async def _route(
         }
         for e in policy.table
     ]
-    for level, split, problem in held_out:
-        bar.set_postfix_str(f"{level.key} router", refresh=False)
-        for n in budgets:
-            inputs = {"question": problem.question, "context": level.context(), "generation_budget": n}
-            output, seconds = await _timed(router.graph.ainvoke(inputs))
-            choice = output.get("trace", {}).get("choice") or {}
-            result.records.append(_record(ROUTER, n, level, split, problem, output, seconds, choice.get("action")))
-            bar.update(1)
+    in_flight = asyncio.Semaphore(result.settings.questions_in_flight)
+
+    async def route(level: Level, split: Split, problem: Problem) -> list[CellRecord]:
+        records = []
+        async with in_flight:
+            bar.set_postfix_str(f"{level.key} router", refresh=False)
+            for n in budgets:
+                inputs = {"question": problem.question, "context": level.context(), "generation_budget": n}
+                output, seconds = await _timed(router.graph.ainvoke(inputs))
+                choice = output.get("trace", {}).get("choice") or {}
+                records.append(_record(ROUTER, n, level, split, problem, output, seconds, choice.get("action")))
+                bar.update(1)
+        return records
+
+    for records in await gather_or_cancel(*(route(*item) for item in held_out)):
+        result.records.extend(records)
     result.router_note = (
         f"router: policy fitted on the calibration split ({len(calibration)} questions: best-of-N weighted/majority "
         f"and revision at N = {', '.join(map(str, sorted(budgets)))}), difficulty predicted from the question text "
@@ -728,7 +761,7 @@ def format_table(rows: Sequence[SummaryRow]) -> str:
         if previous is not None and row.method != previous:
             lines.append("")
         previous = row.method
-        label = row.method + (" (held-out)" if row.split == "held-out" else "")
+        label = row.method
         per_level = " ".join(
             f"{row.by_level[level]:>5.2f}" if level in row.by_level else f"{'-':>5}" for level in levels
         )
@@ -767,6 +800,7 @@ def summary_dict(result: DemoResult) -> dict[str, Any]:
     """The JSON summary. Everything outside ``timing`` (wall time, what was replayed) is reproduced
     exactly by a replayed run."""
     rows = summarize(result.records)
+    everything = summarize(result.records, split=None)  # the router ran on the held-out questions only
     new_samples = sum(r.samples - r.replayed for r in result.records)
     return {
         "model": result.model,
@@ -785,6 +819,11 @@ def summary_dict(result: DemoResult) -> dict[str, Any]:
         "results": [
             {k: v for k, v in dataclasses.asdict(row).items() if k not in ("seconds", "replayed")} for row in rows
         ],
+        "results_all_questions": [
+            {k: v for k, v in dataclasses.asdict(row).items() if k not in ("seconds", "replayed")}
+            for row in everything
+            if row.method != ROUTER
+        ],
         "questions": [
             {**dataclasses.asdict(s), "pass_at_1": s.pass_at_1, "pass_at_n": s.correct > 0} for s in result.questions
         ],
@@ -795,8 +834,8 @@ def summary_dict(result: DemoResult) -> dict[str, Any]:
             "wall_seconds": round(result.wall_seconds, 1),
             "new_samples": new_samples,
             "replayed_samples": sum(r.replayed for r in result.records),
-            "seconds_by_row": {f"{row.method}@{row.budget}": round(row.seconds, 2) for row in rows},
-            "replayed_share_by_row": {f"{row.method}@{row.budget}": round(row.replayed, 3) for row in rows},
+            "seconds_by_row": {f"{row.method}@{row.budget}": round(row.seconds, 2) for row in everything},
+            "replayed_share_by_row": {f"{row.method}@{row.budget}": round(row.replayed, 3) for row in everything},
             "server": result.server,
         },
     }
@@ -820,8 +859,7 @@ def plot_accuracy_vs_tokens(rows: Sequence[SummaryRow], path: Path, *, title: st
         }
         for r in rows
     ]
-    labels = {_setting(r.method): r.method + (" (held-out half)" if r.split == "held-out" else "") for r in rows}
-    draw_curves(ax, settings, "tokens", band=False, labels=labels)
+    draw_curves(ax, settings, "tokens", band=False, labels={_setting(r.method): r.method for r in rows})
     labelled: set[tuple[float, float, str]] = set()
     for method in dict.fromkeys(row.method for row in rows):
         points = sorted((r for r in rows if r.method == method), key=lambda r: (r.generated_tokens, r.budget))
@@ -848,11 +886,12 @@ def write_outputs(result: DemoResult, out: Path) -> tuple[Path, Path]:
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary_dict(result), indent=2) + "\n", encoding="utf-8")
     plot_path = out / "accuracy_vs_tokens.png"
-    questions = len(result.questions)
+    rows = summarize(result.records)
+    questions = max((row.questions for row in rows), default=0)
     plot_accuracy_vs_tokens(
-        summarize(result.records),
+        rows,
         plot_path,
-        title=f"{result.model} on {questions} graded arithmetic questions (ttc demo)",
+        title=f"{result.model}: every line on the same {questions} held-out arithmetic questions (ttc demo)",
     )
     return summary_path, plot_path
 
@@ -880,6 +919,8 @@ def format_report(result: DemoResult) -> str:
         "verifier: arithmetic step checker (checks each 'a op b = c' claim of a step, pure CPU; not a model "
         "judge: the 135M model judges at chance). Majority vote uses no verifier.",
         "",
+        f"every line on the same {max((row.questions for row in rows), default=0)} held-out questions (the other "
+        "half of the task set only fits the router's policy; summary.json has the strategies on all questions)",
         format_table(rows),
         "",
         "columns: accuracy over the questions; samples, generated and all tokens (prompts included) per question;",

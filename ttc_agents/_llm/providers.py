@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from ttc_agents._llm.local import LOCAL_SUPPORTS_N
+
 __all__ = ["LocalResolver", "ModelResolver", "default_resolvers", "register_providers"]
 
 
@@ -31,7 +33,7 @@ class LocalResolver:
     ``state_dir``: where servers are recorded (default: the library's state directory).
     """
 
-    supports_n = False  # its usage counts one choice of n: see ttc_agents._llm.local.LOCAL_SUPPORTS_N
+    supports_n = LOCAL_SUPPORTS_N  # its usage counts one choice of n
 
     def __init__(self, *, start: bool | None = None, state_dir: str | os.PathLike[str] | None = None) -> None:
         self.start = start
