@@ -206,9 +206,25 @@ def register_ttc_provider(
     ``workflows``: a workflow YAML file or ``{name: compiled graph | Workflow}``; None keeps
     reading ``TTC_WORKFLOWS``. Afterwards ``litellm.acompletion(model="ttc/<name>", ...)`` runs
     workflow ``name``. ``provider`` registers the same handler under another prefix.
+
+    A workflow file is read and validated here: a missing, unreadable or invalid file raises
+    :class:`~ttc_agents.WorkflowConfigError` naming the path, and nothing is registered.
     """
+    if isinstance(workflows, str | os.PathLike):
+        _check_workflow_file(workflows)
     handler = ttc_provider if provider == PROVIDER else TTCProvider()
     handler.configure(workflows, gateway=gateway)
     litellm.custom_provider_map[:] = [item for item in litellm.custom_provider_map if item.get("provider") != provider]
     litellm.custom_provider_map.append({"provider": provider, "custom_handler": handler})
     return handler
+
+
+def _check_workflow_file(path: str | os.PathLike[str]) -> None:
+    """Every workflow of the file at ``path``, read and validated now (errors name the path)."""
+    file = Path(path)
+    if not file.is_file():
+        problem = "is a directory, not a workflow YAML file" if file.is_dir() else "does not exist"
+        raise WorkflowConfigError(
+            f"register_ttc_provider: workflow file {os.fspath(path)!r} {problem} ({file.resolve()})"
+        )
+    load_workflows(file)

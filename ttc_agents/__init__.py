@@ -82,6 +82,7 @@ if _typing.TYPE_CHECKING:
         StrategySpec,
         parse_strategy,
     )
+    from ttc_agents._llm.errors import ModelConfigError
     from ttc_agents._llm.gateway import (
         Gateway,
         RetryPolicy,
@@ -91,7 +92,6 @@ if _typing.TYPE_CHECKING:
         sample,
         set_default_gateway,
     )
-    from ttc_agents._llm.errors import ModelConfigError
     from ttc_agents._llm.models import ModelSpec
     from ttc_agents._llm.store import ResponseStore
     from ttc_agents._routing.difficulty import (

@@ -36,6 +36,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from litellm.exceptions import Timeout
 
 from ttc_agents._core.budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
+from ttc_agents._llm.errors import (
+    ModelConfigError,
+    add_status_hint,
+    check_model_config,
+    config_error_of,
+    openai_key_missing,
+)
 from ttc_agents._llm.litellm import litellm
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._llm.providers import ModelResolver, default_resolvers, register_providers
@@ -159,6 +166,8 @@ class Gateway:
     _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
     _groups: RouterGroups = field(default_factory=RouterGroups)
+    _reached: set[str] = field(default_factory=set)
+    """The api_bases a call has succeeded at: a refused connection there is a restart, and retried."""
 
     async def sample(
         self,
@@ -397,10 +406,13 @@ class Gateway:
         leaves as :class:`_ClientTimeout` (the caller books it and reserves again); ``tries`` counts the
         attempts left and says whether the last one was sent. Every exception is masked."""
         _register_secrets(spec)
+        self._check_config(spec)
         model, api_base = await self.litellm_route(spec)
-        # A server a resolver mapped (local/...) needs no key, but LiteLLM's OpenAI route refuses None.
+        # A server a resolver mapped (local/...) needs no key, but LiteLLM's OpenAI route refuses None; so
+        # does it for an explicit api_base when no OpenAI key is set anywhere (it would fail in-process).
         resolved = api_base is not None and spec.api_base is None
-        api_key = spec.api_key.get_secret_value() if spec.api_key else ("none" if resolved else None)
+        keyless = resolved or (api_base is not None and spec.api_key is None and openai_key_missing(model))
+        api_key = spec.api_key.get_secret_value() if spec.api_key else ("none" if keyless else None)
         retrying = async_retrying(self.retry, attempts=tries.left, seconds_left=ledger.seconds_left)
         async for attempt in retrying:
             with attempt:
@@ -444,9 +456,34 @@ class Gateway:
                         raise _ClientTimeout(exc) from exc
                     if isinstance(exc, Exception):  # an error answer: the provider billed nothing
                         tries.in_flight = False
+                        config = self._config_error(spec, api_base, exc)
+                        if config is not None:  # not retried: another attempt cannot fix it
+                            raise config from None
                     raise  # cancelled in flight: the caller books the worst case
+                if api_base is not None:
+                    self._reached.add(api_base)
                 return response
         raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _check_config(self, spec: ModelSpec) -> None:
+        """Fail before the call, without retries, when a hosted model cannot work as configured (no
+        provider, no key: :func:`~ttc_agents._llm.errors.check_model_config`). Specs with their own
+        ``api_base`` or ``api_key``, router groups and resolver names (``local/...``) are not checked."""
+        explicit = spec.group is not None or spec.api_base is not None or spec.api_key is not None
+        if not explicit and spec.name.partition("/")[0] not in self.resolvers:
+            check_model_config(spec.name)
+
+    def _config_error(self, spec: ModelSpec, api_base: str | None, exc: BaseException) -> ModelConfigError | None:
+        """What a failed attempt means when it is a configuration error (see :mod:`ttc_agents._llm.errors`):
+        a refused connection counts only while nothing has answered at ``api_base`` in this gateway."""
+        if spec.group is not None:
+            return None  # the group's Router has tried its deployments and fallbacks already
+        reached = api_base is not None and api_base in self._reached
+        has_key = spec.api_key is not None
+        config = config_error_of(exc, model=spec.name, api_base=api_base, has_key=has_key, reached=reached)
+        if config is None:  # a 401 or 404 keeps its type, with the model and what to check in its message
+            add_status_hint(exc, model=spec.name, api_base=api_base, has_key=has_key)
+        return config
 
     def _limit(self, spec: ModelSpec) -> asyncio.Semaphore | _NoLimit:
         if spec.max_concurrency is None:

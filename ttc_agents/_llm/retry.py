@@ -4,7 +4,9 @@ Used by the gateway (LiteLLM calls, :mod:`ttc_agents._llm.gateway`) and the rewa
 calls, :mod:`ttc_agents.verifiers._reward_model`):
 
 * retried: rate limits (429), 408, 5xx, timeouts and connection errors, and a :class:`RetryableError`
-  (an answer that carries no status but is worth another attempt); never any other 4xx;
+  (an answer that carries no status but is worth another attempt); never any other 4xx, nor a
+  :class:`~ttc_agents._llm.errors.ModelConfigError` (no key, no such provider, no server at
+  ``api_base``: the gateway turns those into one, whatever status LiteLLM gave them);
 * the wait before attempt ``k + 1`` is a jittered exponential backoff
   (``min(initial_wait * 2 ** (k - 1) + U(0, jitter), max_wait)``), combined with the server's
   Retry-After (delta-seconds or an HTTP date, capped at ``max_retry_after``);
@@ -24,6 +26,8 @@ import httpx
 from litellm.exceptions import APIConnectionError, Timeout
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from ttc_agents._llm.errors import ModelConfigError
 
 __all__ = [
     "OutOfTime",
@@ -67,6 +71,8 @@ def status_of(exc: BaseException) -> int | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that another attempt may fix; never for other 4xx errors."""
+    if isinstance(exc, ModelConfigError):
+        return False
     if isinstance(exc, RetryableError | TimeoutError | Timeout | APIConnectionError):
         return True
     if isinstance(exc, httpx.TransportError):

@@ -82,7 +82,13 @@ def _mask_value(value: Any, secrets: list[str], depth: int = 0) -> Any:
         for i, item in enumerate(value):
             value[i] = _mask_value(item, secrets, depth + 1)
     elif isinstance(value, tuple):
-        return tuple(_mask_value(item, secrets, depth + 1) for item in value)
+        items = tuple(_mask_value(item, secrets, depth + 1) for item in value)
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value  # unchanged: keep it, type and all (aiohttp's ConnectionKey is a NamedTuple)
+        try:
+            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+        except TypeError:
+            return items
     return value
 
 

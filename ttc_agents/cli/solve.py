@@ -78,6 +78,13 @@ def strategy_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model and not (args.workflow or args.api_base or args.record):
+        from ttc_agents._llm.errors import PROVIDER_KEYS, check_model_config
+
+        # A hosted model without its key fails here, before LiteLLM and LangGraph load (seconds); the
+        # gateway checks every other name before its first call. A --record store may replay without a key.
+        if args.model.partition("/")[0] in PROVIDER_KEYS:
+            check_model_config(args.model)
     from dataclasses import replace
     from pathlib import Path
 
