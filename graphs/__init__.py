@@ -1,7 +1,8 @@
 """LangGraph state machines of ttc-agents: one module per strategy.
 
 Every builder returns a compiled LangGraph graph (a Runnable: ``ainvoke``, ``abatch``,
-``astream``, usable as a subgraph). Input: ``{"question": str, "context"?: [messages],
+``astream``, and the sync ``invoke``, ``batch``, ``stream``, also inside a running event loop; usable
+as a subgraph of an async or a sync parent). Input: ``{"question": str, "context"?: [messages],
 "budget"?: Budget}``. Output: ``answer``, ``candidates`` (with scores), ``ledger``,
 ``stopped_by`` and the ``strategy`` spec.
 

@@ -29,6 +29,7 @@ from ttc_agents._routing.moves import (
     StrategyInput,
     StrategyOutput,
     StrategyState,
+    dual_node,
     finish,
     sample_solutions,
     score_candidates,
@@ -120,10 +121,10 @@ def build_revision_graph(
 
     graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
     graph.add_node("start", start_run(ctx, spec))
-    graph.add_node("generate", generate)
-    graph.add_node("revise", revise)
-    graph.add_node("verify", verify)
-    graph.add_node("select", select)
+    graph.add_node("generate", dual_node(generate))
+    graph.add_node("revise", dual_node(revise))
+    graph.add_node("verify", dual_node(verify))
+    graph.add_node("select", dual_node(select))
     graph.add_edge(START, "start")
     graph.add_edge("start", "generate")
     graph.add_edge("generate", "verify")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Required, TypedDict, cast
+from typing import Any, NamedTuple, Required, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -35,9 +35,18 @@ from ttc_agents._core.candidates import Candidate, select_answer
 from ttc_agents._core.specs import BestOfNSpec
 from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.sync import run_sync
 from ttc_agents._routing.allocation import Allocation, estimate_allocate_run
 from ttc_agents._routing.difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
-from ttc_agents._routing.moves import SearchContext, StrategyOutput, StrategyState, sample_solutions, score_candidates
+from ttc_agents._routing.moves import (
+    SearchContext,
+    StrategyInput,
+    StrategyOutput,
+    StrategyState,
+    dual_node,
+    sample_solutions,
+    score_candidates,
+)
 from ttc_agents._routing.policy import (
     BudgetUnit,
     Cost,
@@ -82,6 +91,15 @@ class RouterState(RouterOutput, total=False):
     generation_budget: int | None
     estimate: DifficultyEstimate | None
     action: PolicyEntry | None
+
+
+class _ChildRun(NamedTuple):
+    """The router's ``run`` node about to run its chosen strategy (see ``Router._build``)."""
+
+    action: PolicyAction
+    ledger: Ledger
+    trace: dict[str, Any]
+    request: StrategyInput
 
 
 def build_router_graph(
@@ -287,7 +305,8 @@ class Router:
                 },
             }
 
-        async def run(state: RouterState) -> RouterState:
+        def child_run(state: RouterState) -> RouterState | _ChildRun:
+            """What ``run`` does first: the update when nothing is left to run, else what to run."""
             entry = state.get("action")
             ledger = Ledger.resume(state["ledger"])
             left = ledger.budget.remaining(ledger.total, ledger.elapsed())
@@ -295,22 +314,39 @@ class Router:
                 if left is None and ledger.stopped_by is None:
                     ledger.stop(ledger.budget.exhausted_by(ledger.total, ledger.elapsed()) or "max_seconds")
                 return {"ledger": ledger.snapshot()}
-            action = entry.action
-            probes = state["candidates"]
-            trace = {**state["trace"], "probe_reused": 0}
-            if policy.reuses_probe(action):
-                return await self._rest_of_best_of_n(state, ledger, probes, trace)
-            result = await self._strategy_graph(action).ainvoke(
-                {"question": state["question"], "context": state.get("context", []), "budget": left}
-            )
-            child: LedgerSnapshot = result["ledger"]
-            ledger.absorb(child, prefix=action.strategy.strategy)
-            return {
-                "candidates": probes + list(result["candidates"]),
-                "strategy_answer": result.get("answer"),
-                "ledger": ledger.snapshot(),
-                "trace": {**trace, "run_spent": child.total.as_dict()},
+            request: StrategyInput = {
+                "question": state["question"],
+                "context": state.get("context", []),
+                "budget": left,
             }
+            return _ChildRun(entry.action, ledger, {**state["trace"], "probe_reused": 0}, request)
+
+        def absorb(state: RouterState, child: _ChildRun, result: Mapping[str, Any]) -> RouterState:
+            spent: LedgerSnapshot = result["ledger"]
+            child.ledger.absorb(spent, prefix=child.action.strategy.strategy)
+            return {
+                "candidates": state["candidates"] + list(result["candidates"]),
+                "strategy_answer": result.get("answer"),
+                "ledger": child.ledger.snapshot(),
+                "trace": {**child.trace, "run_spent": spent.total.as_dict()},
+            }
+
+        async def run(state: RouterState) -> RouterState:
+            child = child_run(state)
+            if not isinstance(child, _ChildRun):
+                return child
+            if policy.reuses_probe(child.action):
+                return await self._rest_of_best_of_n(state, child.ledger, state["candidates"], child.trace)
+            return absorb(state, child, await self._strategy_graph(child.action).ainvoke(child.request))
+
+        def run_blocking(state: RouterState) -> RouterState:
+            """``run`` under the sync API: the strategy graph runs with its own ``invoke``."""
+            child = child_run(state)
+            if not isinstance(child, _ChildRun):
+                return child
+            if policy.reuses_probe(child.action):
+                return run_sync(self._rest_of_best_of_n(state, child.ledger, state["candidates"], child.trace))
+            return absorb(state, child, self._strategy_graph(child.action).invoke(child.request))
 
         def answer(state: RouterState) -> RouterState:
             entry = state.get("action")
@@ -325,9 +361,9 @@ class Router:
 
         graph = StateGraph(RouterState, input_schema=RouterInput, output_schema=RouterOutput)
         graph.add_node("start", start)
-        graph.add_node("estimate", estimate)
+        graph.add_node("estimate", dual_node(estimate))
         graph.add_node("lookup", lookup)
-        graph.add_node("run", run)
+        graph.add_node("run", dual_node(run, sync=run_blocking))
         graph.add_node("answer", answer)
         graph.add_edge(START, "start")
         graph.add_edge("start", "estimate")
@@ -381,6 +417,17 @@ class Router:
             total=total,
             max_concurrency=max_concurrency,
         )
+
+    def batch(
+        self,
+        questions: Sequence[str],
+        *,
+        total: float,
+        unit: BudgetUnit = "tokens",
+        max_concurrency: int = 8,
+    ) -> list[RouterOutput]:
+        """:meth:`abatch` from synchronous code (also inside a running event loop)."""
+        return run_sync(self.abatch(questions, total=total, unit=unit, max_concurrency=max_concurrency))
 
 
 def routed_answer(

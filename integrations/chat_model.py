@@ -55,13 +55,13 @@ from ttc_agents._core.budget import Budget, LedgerSnapshot
 from ttc_agents._core.candidates import Candidate
 from ttc_agents._core.specs import StrategySpec, parse_strategy
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.sync import run_sync
 
 from ._common import (
     TOOLS_MESSAGE,
     graph_label,
     result_metadata,
     run_config,
-    run_sync,
     split_conversation,
 )
 
@@ -74,7 +74,6 @@ __all__ = [
     "result_metadata",
     "run_config",
     "run_graph",
-    "run_sync",
     "split_conversation",
 ]
 

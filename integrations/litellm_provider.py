@@ -46,13 +46,13 @@ from ttc_agents._apps.workflow import Workflow, WorkflowConfigError, load_workfl
 from ttc_agents._core.budget import Budget, LedgerSnapshot
 from ttc_agents._llm.custom_llm import StreamingCustomLLMAdapter, custom_llm_error
 from ttc_agents._llm.litellm import litellm
+from ttc_agents._llm.sync import run_sync
 
 from ._common import (
     TOOLS_MESSAGE,
     graph_label,
     result_metadata,
     run_config,
-    run_sync,
     split_conversation,
 )
 

@@ -10,6 +10,8 @@ Mounting a graph directly as a node
     like the output (``answer``, ``ledger``, ``strategy``, ...) are overwritten, and two such nodes
     cannot run in parallel branches (both write ``answer``).
 
+Both ways work in sync parents (``invoke``, ``batch``, ``stream``) as in async ones.
+
 Mounting through :func:`as_node`
     ``parent.add_node("ttc", as_node(graph, output_key="ttc", messages_key="messages"))`` reads the
     question from any key (or from the last user message of a message list), writes the whole
@@ -20,12 +22,14 @@ Mounting through :func:`as_node`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import merge_configs
+
+from ttc_agents._routing.moves import dual_node
 
 from ._common import graph_label, result_metadata, run_config, split_conversation
 
@@ -42,8 +46,8 @@ def as_node(
     budget_key: str | None = None,
     candidates_key: str | None = None,
     name: str | None = None,
-) -> Callable[[Mapping[str, Any], RunnableConfig], Awaitable[dict[str, Any]]]:
-    """A node function that runs ``graph`` on a parent state without sharing any key with it.
+) -> Runnable[Any, Any]:
+    """A node that runs ``graph`` on a parent state without sharing any key with it.
 
     The question is ``state[input_key]``, or, with ``messages_key``, the last message of
     ``state[messages_key]`` (LangChain messages or OpenAI dicts; it must be a user turn), the
@@ -54,10 +58,14 @@ def as_node(
     one ``AIMessage`` with the answer (``usage_metadata`` and ``response_metadata`` as ``ChatTTC``
     sets them) appended to ``messages_key``, and the new candidates appended to
     ``candidates_key``. So reducers such as ``operator.add`` or ``add_messages`` add each item once.
+
+    The node runs under both LangGraph APIs: ``graph.ainvoke`` when the parent runs async, and
+    ``graph.invoke`` when it runs sync (``invoke``, ``batch``, ``stream``), so a sync parent stays sync
+    all the way down (its checkpointer included). Its name is ``name`` or ``ttc_<graph's name>``.
     """
     label = graph_label(graph)
 
-    async def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    def request(state: Mapping[str, Any]) -> dict[str, Any]:
         if messages_key is not None:
             messages = list(state.get(messages_key) or ())
             dicts = [convert_to_openai_messages(m) if isinstance(m, BaseMessage) else dict(m) for m in messages]
@@ -70,7 +78,9 @@ def as_node(
         inputs: dict[str, Any] = {"question": question, "context": context}
         if budget_key is not None and state.get(budget_key) is not None:
             inputs["budget"] = state[budget_key]
-        result = dict(await graph.ainvoke(inputs, merge_configs(config, run_config(label))))
+        return inputs
+
+    def update_of(result: dict[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {}
         if output_key is not None:
             update[output_key] = result
@@ -92,6 +102,10 @@ def as_node(
             update[candidates_key] = list(result.get("candidates") or ())
         return update
 
-    node.__name__ = name or f"ttc_{label}"
-    node.__qualname__ = node.__name__
-    return node
+    async def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return update_of(dict(await graph.ainvoke(request(state), merge_configs(config, run_config(label)))))
+
+    def node_sync(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return update_of(dict(graph.invoke(request(state), merge_configs(config, run_config(label)))))
+
+    return dual_node(node, sync=node_sync, name=name or f"ttc_{label}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import weakref
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -164,7 +165,12 @@ class Gateway:
     store: ResponseStore | None = None
     resolvers: dict[str, ModelResolver] = field(default_factory=dict)
     _prices: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    _limits: dict[tuple[int, str], asyncio.Semaphore] = field(default_factory=dict)
+    _limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    """Per event loop (a semaphore is bound to the loop it first waits on; sync runs use the library's
+    own loop, async ones the caller's), per model name. Keyed by the loop itself, not its ``id``: a
+    closed loop's entry goes with it, and a new loop at the same address never gets its semaphore."""
     _groups: RouterGroups = field(default_factory=RouterGroups)
     _reached: set[str] = field(default_factory=set)
     """The api_bases a call has succeeded at: a refused connection there is a restart, and retried."""
@@ -488,10 +494,10 @@ class Gateway:
     def _limit(self, spec: ModelSpec) -> asyncio.Semaphore | _NoLimit:
         if spec.max_concurrency is None:
             return _NO_LIMIT
-        key = (id(asyncio.get_running_loop()), spec.name)
-        if key not in self._limits:
-            self._limits[key] = asyncio.Semaphore(spec.max_concurrency)
-        return self._limits[key]
+        limits = self._limits.setdefault(asyncio.get_running_loop(), {})
+        if spec.name not in limits:
+            limits[spec.name] = asyncio.Semaphore(spec.max_concurrency)
+        return limits[spec.name]
 
     def sends_n(self, spec: ModelSpec) -> bool:
         """Whether one request may carry ``n`` samples: the spec allows it and no resolver maps the name to

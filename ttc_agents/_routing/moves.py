@@ -3,16 +3,20 @@
 The graph modules in ``ttc_agents.graphs`` wire these moves into LangGraph state machines: sample
 full solutions, extend partial solutions by one step, score candidates with the verifier, select
 the answer. Each move books its model calls in the run's ledger, which travels in the state as an
-immutable snapshot.
+immutable snapshot. The nodes that call models are async; :func:`dual_node` gives each a sync path
+too, so every graph also runs under LangGraph's sync API (``invoke``, ``batch``, ``stream``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, Required, TypedDict
 
+from langchain_core.runnables import Runnable
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
@@ -23,6 +27,7 @@ from ttc_agents._core.candidates import Aggregation, Candidate, Selection
 from ttc_agents._core.specs import TreeSearchSpec
 from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.sync import run_sync
 from ttc_agents.prompts import render_prompt
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
 
@@ -32,6 +37,7 @@ __all__ = [
     "StrategyOutput",
     "StrategyState",
     "best_so_far",
+    "dual_node",
     "extend_by_one_step",
     "finish",
     "grow_tree",
@@ -345,6 +351,37 @@ class SyncNode(Protocol):
     def __call__(self, state: StrategyState) -> StrategyState: ...
 
 
+def dual_node(
+    node: Callable[..., Awaitable[Any]], *, sync: Callable[..., Any] | None = None, name: str | None = None
+) -> Runnable[Any, Any]:
+    """The async graph node ``node`` with a synchronous path too: what ``StateGraph.add_node`` is given
+    for every node that calls a model.
+
+    LangGraph runs a node's async function under ``ainvoke``/``abatch``/``astream`` and its sync one
+    under ``invoke``/``batch``/``stream``; a plain ``async def`` has no sync one, so a sync run (or a sync
+    parent graph that mounts this one) fails with ``No synchronous function provided``. The sync path
+    runs the same coroutine with :func:`~ttc_agents._llm.sync.run_sync` (on the library's background
+    event loop, in a copy of the caller's context: safe inside a running loop and from any thread), so
+    both paths make the same calls and bookings. A node that runs a graph of its own passes ``sync``, a
+    path that calls that graph's ``invoke``: a sync run stays sync all the way down (a sync-only
+    checkpointer such as ``SqliteSaver``, inherited by the inner graph, refuses async calls). The async
+    path is ``node`` itself, wrapped as LangGraph wraps an ``async def`` (``RunnableCallable``, no extra
+    trace run); LangGraph injects ``config``/``runtime`` into either path as their signatures ask.
+    """
+    if sync is None:
+
+        @functools.wraps(node)
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return run_sync(_awaited(node(*args, **kwargs)))
+
+        sync = blocking
+    return RunnableCallable(sync, node, name=name or getattr(node, "__name__", None), trace=False)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 def tree_search_graph(
     name: str,
     ctx: SearchContext,
@@ -362,10 +399,10 @@ def tree_search_graph(
     """
     graph = StateGraph(StrategyState, input_schema=StrategyInput, output_schema=StrategyOutput)
     graph.add_node("start", start_run(ctx, spec))
-    graph.add_node("expand", expand)
-    graph.add_node("verify", verify)
+    graph.add_node("expand", dual_node(expand))
+    graph.add_node("verify", dual_node(verify))
     graph.add_node("prune", prune)
-    graph.add_node("select", select)
+    graph.add_node("select", dual_node(select))
     graph.add_edge(START, "start")
     graph.add_edge("start", "expand")
     graph.add_edge("expand", "verify")
