@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_EXTRAS ?= dev,local
-TEST_EXTRAS ?= dev,local,ray
+TEST_EXTRAS ?= dev,local,ray,proxy
 
 .PHONY: setup-demo setup-test demo test lint typecheck
 
