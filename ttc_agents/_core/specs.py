@@ -82,7 +82,8 @@ class RevisionSpec(_SpecBase):
 
 
 class HybridSpec(_SpecBase):
-    """Parallel x sequential: ``n`` attempts split into P chains of S revisions with S/P ~ ``sequential_ratio``."""
+    """Parallel x sequential: ``n`` attempts split into P chains of S revisions, P x S = ``n`` exactly and
+    S/P as close to ``sequential_ratio`` as a divisor pair of ``n`` allows (see :attr:`shape`)."""
 
     strategy: Literal["hybrid"] = "hybrid"
     n: PositiveInt = 16
@@ -92,10 +93,14 @@ class HybridSpec(_SpecBase):
 
     @property
     def shape(self) -> tuple[int, int]:
-        """(parallel chains P, sequential attempts S) with P x S <= n and S/P close to the ratio."""
-        sequential = max(1, min(self.n, round(math.sqrt(self.n * self.sequential_ratio))))
-        parallel = max(1, self.n // sequential)
-        return parallel, sequential
+        """(parallel chains P, sequential attempts S): P x S = n, so ``n`` is the generation budget spent,
+        and log(S/P) is nearest log(``sequential_ratio``) among the divisor pairs of n; a tie goes to the
+        more parallel shape (fewer rounds). ``n=8``: ratio 1 -> (4, 2), ratio 2 -> (2, 4); a prime n has
+        only (n, 1) and (1, n). (Rounding sqrt(n x ratio) instead would leave samples unspent: 2 x 3 for 8.)"""
+        target = math.log(self.sequential_ratio)
+        pairs = [(self.n // sequential, sequential) for sequential in range(1, self.n + 1) if self.n % sequential == 0]
+        # Rounded so that mirror pairs (3 x 2, 2 x 3 at ratio 1) tie exactly.
+        return min(pairs, key=lambda pair: (round(abs(math.log(pair[1] / pair[0]) - target), 9), pair[1]))
 
     def as_revision(self) -> RevisionSpec:
         parallel, sequential = self.shape

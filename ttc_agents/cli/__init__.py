@@ -1,7 +1,7 @@
 """The ``ttc`` command line: one module per subcommand, each with ``register(subparsers)``.
 
 :func:`main` is the console script (``ttc solve``, ``serve-local``, ``calibrate``, ``batch``, ``bench``,
-``demo``); :func:`build_parser` returns its argument parser.
+``demo``, ``doctor``); :func:`build_parser` returns its argument parser.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ttc_agents._core.gc import freeze_after_imports
 
 __all__ = ["build_parser", "freeze_after_imports", "main"]
 
-_COMMANDS = ("solve", "serve_local", "calibrate", "batch", "bench", "demo")
+_COMMANDS = ("solve", "serve_local", "calibrate", "batch", "bench", "demo", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

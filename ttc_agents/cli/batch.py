@@ -16,16 +16,24 @@ Exit status (also in ``ttc batch --help``): see :data:`EXIT_STATUS`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from ttc_agents._core.budget import Budget
-
 if TYPE_CHECKING:
+    from ttc_agents._core.budget import Budget
     from ttc_agents.integrations.batch import BatchSummary
 
-__all__ = ["EXIT_STATUS", "register"]
+__all__ = ["EXIT_STATUS", "INPUT_FORMAT", "register"]
+
+INPUT_FORMAT = """input (IN.jsonl): one JSON object per line, e.g.
+  {"id": "q1", "question": "What is 12*7?", "answer": "84"}
+  question  required: a non-empty string
+  id        a non-empty string or an integer (default: the line number); resuming skips recorded ids
+  answer    the reference answer, a string or a number (a GSM8K "... #### 72" keeps what follows ####):
+            the record says whether the answer matched, and the summary reports accuracy
+  context   earlier chat messages, a list of {"role": ..., "content": ...}
+  any other key is kept and copied into the record's "metadata"; blank lines are skipped, and a bad
+  line becomes an error record (--strict: the run stops at it instead)"""
 
 EXIT_STATUS = """exit status:
   0  every item of IN has an answer in OUT
@@ -47,10 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Answer every line of IN with a workflow; one JSON record per item is appended to OUT as it "
         "finishes. Run the same command again to resume after a crash or kill -9. A total budget "
         "(--total-*) holds across restarts (OUT.journal records the grants in flight).",
-        epilog=EXIT_STATUS,
+        epilog=INPUT_FORMAT + "\n\n" + EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", metavar="IN.jsonl", help="questions: one JSON object per line")
+    parser.add_argument("input", metavar="IN.jsonl", help="questions: one JSON object per line (keys below)")
     parser.add_argument("output", metavar="OUT.jsonl", help="results: one JSON record per line (appended)")
     parser.add_argument("--workflow", required=True, help="a named workflow of --config")
     parser.add_argument("--config", default="workflows.yaml", help="workflow YAML file (default: workflows.yaml)")
@@ -68,14 +76,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--workers", type=int, default=None, help="Ray workers (default: one per CPU of the cluster); --engine ray only"
     )
     per_item = parser.add_argument_group("per-item budget (overrides the workflow's budget)")
-    per_item.add_argument("--max-samples", type=int, default=None)
-    per_item.add_argument("--max-tokens", type=int, default=None, help="prompt + completion tokens")
-    per_item.add_argument("--max-usd", type=float, default=None)
-    per_item.add_argument("--max-seconds", type=float, default=None)
+    per_item.add_argument("--max-samples", type=int, default=None, help="samples generated per item")
+    per_item.add_argument("--max-tokens", type=int, default=None, help="prompt + completion tokens per item")
+    per_item.add_argument("--max-usd", type=float, default=None, help="US dollars per item (needs prices)")
+    per_item.add_argument("--max-seconds", type=float, default=None, help="wall-clock seconds per item")
     total = parser.add_argument_group("budget for the whole batch (overrides the workflow's batch_budget)")
-    total.add_argument("--total-samples", type=int, default=None)
-    total.add_argument("--total-tokens", type=int, default=None, help="prompt + completion tokens")
-    total.add_argument("--total-usd", type=float, default=None)
+    total.add_argument("--total-samples", type=int, default=None, help="samples generated in all")
+    total.add_argument("--total-tokens", type=int, default=None, help="prompt + completion tokens in all")
+    total.add_argument("--total-usd", type=float, default=None, help="US dollars in all (needs prices)")
     total.add_argument("--total-seconds", type=float, default=None, help="stop starting items after this long")
     parser.add_argument("--no-resume", action="store_true", help="overwrite OUT instead of skipping recorded ids")
     parser.add_argument("--retry-errors", action="store_true", help="run again the ids whose record is an error")
@@ -88,6 +96,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _merged(base: Budget | None, **limits: float | None) -> Budget | None:
     """``base`` with the given limits replacing its fields; None when nothing is limited."""
+    from ttc_agents._core.budget import Budget
+
     fields = base.model_dump() if base is not None else {}
     fields.update({name: value for name, value in limits.items() if value is not None})
     merged = Budget.model_validate(fields)
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> BatchSummary:
+    import asyncio
     from dataclasses import replace
     from pathlib import Path
 

@@ -10,21 +10,40 @@ skipped and recorded samples are replayed from ``DIR/responses.sqlite``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shlex
 import sys
-import warnings
 
 from ttc_agents.cli._errors import integer, positive_int
 
 __all__ = ["register"]
+
+DESCRIPTION = """\
+Measure every strategy at every generation budget N on a dataset, for several sampling seeds (and
+the compute-optimal router at each N when --policy is given), print the summary table, and write
+into DIR:
+  results.jsonl       one line per question x setting x seed: answer, correctness, cost, difficulty
+  summary.json        accuracy and cost per setting (strategy x N), overall and per difficulty bin,
+                      with 95% intervals over seeds and over questions
+  *.png               accuracy against tokens and against N, per strategy and difficulty bin
+  report.md           the tables and the plots
+  responses.sqlite    recorded samples (--no-store: none)
+  bench.json          what DIR measures; a run with another dataset, model or verifier is refused
+Runs resume: finished (question, seed) units are skipped and recorded samples are replayed, so
+adding seeds or questions runs only the new units."""
+
+EPILOG = """\
+examples:
+  ttc bench --dataset 'arith?size=20&seed=0&levels=1-5' --model scripted/arith --out bench-out
+  ttc bench --dataset gsm8k:test.jsonl --model openai/gpt-4o-mini --verifier orm:openai/gpt-4o-mini \\
+      --budgets 1,4,16 --seeds 2 --limit 50 --out gsm8k-bench
+  ttc bench --dataset data.jsonl --model M --policy policy.json --out with-router"""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="accuracy vs compute per strategy and difficulty on a dataset: results, summary, plots, report",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -79,6 +98,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import shlex
+    import warnings
+
     from ttc_agents._apps.bench import BenchConfig, format_summary, run_bench
     from ttc_agents._apps.datasets import DatasetWarning
     from ttc_agents._apps.loaders import load_bench_problems

@@ -8,17 +8,35 @@ next to it, and prints the table per difficulty bin with the grid's cost against
 from __future__ import annotations
 
 import argparse
-import asyncio
-from pathlib import Path
 
 from ttc_agents.cli._errors import integer, positive_int
 
 __all__ = ["parse_budgets", "parse_strategies", "register"]
 
+DESCRIPTION = """\
+Run every strategy (--strategies) at every generation budget (--budgets) on the questions of a
+dataset with each --model, estimate each question's difficulty, and fit the compute-optimal policy:
+for each difficulty bin and budget, the model and strategy that measured best there. Writes the
+policy to --out (JSON, for `ttc bench --policy`, workflows and ttc_agents.Router) and every measured
+cell to outcomes.jsonl next to it, then prints the table per difficulty bin (with cross-validated
+accuracy) and what the grid cost against running every cell on its own."""
+
+EPILOG = """\
+examples:
+  ttc calibrate --dataset 'arith?size=40&seed=0&levels=1,2,3' --model scripted/arith \\
+      --verifier arithmetic --out policy.json
+  ttc calibrate --dataset train.jsonl --model openai/gpt-4o-mini --verifier prm:openai/gpt-4o-mini \\
+      --budgets 1,4,16 --record calib.sqlite --out policies/gpt-4o-mini.json"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``calibrate`` subcommand; its parser's ``func`` default is :func:`run`."""
     parser = subparsers.add_parser(
-        "calibrate", help="measure strategies x budgets on a dataset and fit the compute-optimal policy"
+        "calibrate",
+        help="measure strategies x budgets on a dataset and fit the compute-optimal policy",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--dataset",
@@ -42,9 +60,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--probe-samples", type=positive_int, default=4, help="samples of the difficulty probe (default 4)"
     )
     parser.add_argument("--concurrency", type=positive_int, default=8, help="questions in flight (default 8)")
-    parser.add_argument("--seed", type=integer, default=0)
+    parser.add_argument("--seed", type=integer, default=0, help="sampling seed (default 0)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N problems")
-    parser.add_argument("--estimator", choices=("probe", "oracle"), default="probe", help="difficulty statistic")
+    parser.add_argument(
+        "--estimator",
+        choices=("probe", "oracle"),
+        default="probe",
+        help="difficulty statistic: pass@1 predicted from a few verifier-scored probe samples (what the router "
+        "sees at run time), or pass@1 against the reference answers (for evaluation); default probe",
+    )
     parser.add_argument("--record", default=None, metavar="STORE", help="record/replay store (SQLite file)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -79,7 +103,9 @@ def parse_strategies(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
     from dataclasses import replace
+    from pathlib import Path
 
     from ttc_agents._apps.calibrate import calibrate
     from ttc_agents._apps.datasets import load_problems

