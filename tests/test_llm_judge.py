@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from litellm.exceptions import APIConnectionError, InternalServerError
 from pydantic import SecretStr
 
-from ttc_agents import ArithmeticStepVerifier
+from ttc_agents import ArithmeticStepVerifier, ModelConfigError
 from ttc_agents._core.budget import Budget, Ledger
 from ttc_agents._llm.gateway import Gateway, RetryPolicy, Sample
 from ttc_agents._llm.models import ModelSpec
@@ -330,8 +329,9 @@ async def test_prm_raises_when_the_backend_fails(gateway: Gateway) -> None:
         ModelSpec(name="openai/x", api_base="http://127.0.0.1:9/v1", api_key=SecretStr("none"), timeout=5),
         gateway=gateway,
     )
-    # A failing judge is an error, not a neutral score (LiteLLM reports a refused connection as a 500).
-    with pytest.raises((InternalServerError, APIConnectionError)):
+    # A failing judge is an error, not a neutral score: here no server listens at its api_base (a
+    # configuration error, raised at the first attempt); once it has answered, LiteLLM's 500 (retried).
+    with pytest.raises(ModelConfigError, match=r"nothing accepts connections at http://127\.0\.0\.1:9/v1"):
         await asyncio.wait_for(prm.score(QUESTION, [["a"]]), 30)
 
 
