@@ -10,11 +10,16 @@ imported only when an old path is asked for. Imports nothing but the standard li
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader as _Loader
+else:
+    _Loader = object
 
 __all__ = ["LEGACY_MODULES", "install"]
 
@@ -28,7 +33,11 @@ LEGACY_MODULES: dict[str, str] = {
 """Where the checkpointed classes lived before the layer packages (old path -> current module)."""
 
 
-class _AliasLoader(importlib.abc.Loader):
+# The finder and the loader follow importlib's protocols; importlib.abc is only for the type checker (it
+# imports importlib.resources: tens of milliseconds at every `import ttc_agents`).
+
+
+class _AliasLoader(_Loader):
     """Loads an old path as the current module object (no new module is made)."""
 
     def __init__(self, current: str) -> None:
@@ -45,7 +54,7 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self._spec
 
 
-class _AliasFinder(importlib.abc.MetaPathFinder):
+class _AliasFinder:
     """Finds the names of :data:`LEGACY_MODULES` (and nothing else)."""
 
     def find_spec(
