@@ -3,8 +3,10 @@
 A new user's first mistakes (no API key, a provider LiteLLM does not know, a model name the provider
 does not know, a server that is not running at ``api_base``) used to come back as LiteLLM errors that
 look transient (LiteLLM reports a missing OpenAI key as an *InternalServerError*), which the gateway
-retried for ~15 s before printing several lines. They now raise :class:`ModelConfigError`, never
-retried, whose message is one line naming the model and what to set.
+retried for ~10 s before printing LiteLLM's message. They now fail at the first attempt (or before
+it), never retried, with one line naming the model and what to set: :class:`ModelConfigError` for a
+missing key, an unknown provider and an ``api_base`` nothing listens at; LiteLLM's own
+``NotFoundError`` / ``AuthenticationError``, with that line appended, for a 404 or 401 (below).
 
 Two places find them:
 
@@ -83,7 +85,8 @@ _DETAIL_CHARS: Final = 160
 
 
 class ModelConfigError(ValueError):
-    """A model that cannot be called as configured; never retried.
+    """A model that cannot be called as configured (no API key, a provider LiteLLM does not know, no
+    server at ``api_base``); raised before the call or at its first attempt, never retried.
 
     ``str(error)`` is one line: ``model 'NAME': PROBLEM; FIX``. ``model`` is the model's name,
     ``problem`` what is wrong, ``fix`` what to do, ``missing`` the environment variables of which one
