@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 __all__ = ["doctor_report", "register", "run"]
 
-_EXTRAS = ("local", "datasets", "ray", "dev")
+_EXTRAS = ("local", "datasets", "ray", "dev", "proxy")
 """The extras reported, in this order (``pip install 'ttc-agents[EXTRA]'``)."""
 
 _SERVER_PACKAGES = (("xllamacpp", "xllamacpp"), ("llama_cpp", "llama-cpp-python"))
@@ -135,9 +135,8 @@ def _extra_line(extra: str) -> str:
     if extra == "dev":
         tools = ", ".join(f"{tool} {_version(tool) or 'missing'}" for tool in _DEV_TOOLS)
         return ("installed: " if not missing else f"missing {', '.join(missing)}; ") + tools
-    present = ", ".join(
-        f"{name} {_version(name)}" for name, _ in requirements if _version(name) is not None and name != "ttc-agents"
-    )
+    found = [f"{name} {_version(name)}" for name, _ in requirements if _version(name) is not None]
+    present = ", ".join(found) if len(found) <= 3 else f"{len(found)} packages"
     if not missing:
         return f"installed: {present}"
     return f"missing {', '.join(missing)}" + (f" (installed: {present})" if present else "")
