@@ -226,3 +226,17 @@ def test_ttc_demo_quick_on_the_local_model(
     assert second["timing"]["new_samples"] == 0  # every sample replayed from the store
     assert second["timing"]["server"] is None  # the replayed run never even looked the server up
     assert deterministic(second) == deterministic(first)
+
+
+@needs_reasoning_gym
+def test_quick_run_never_overwrites_a_full_runs_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    full = tmp_path / "ttc-demo"
+    full.mkdir()
+    (full / "summary.json").write_text('{"full": true}')
+    assert main(["demo", "--quick", "--model", "scripted/arith", "--no-progress"]) == 0
+    assert (full / "summary.json").read_text() == '{"full": true}'
+    assert json.loads((tmp_path / "ttc-demo-quick" / "summary.json").read_text())["model"] == "scripted/arith"
+    assert "ttc-demo-quick" in capsys.readouterr().out

@@ -78,6 +78,7 @@ from pydantic import SecretStr
 from ttc_agents._apps.bench_report import draw_curves
 from ttc_agents._apps.bench_stats import setting_order
 from ttc_agents._apps.datasets import Problem, grade, reasoning_gym_problems
+from ttc_agents._apps.demo_sizes import BUDGETS, QUESTIONS_PER_LEVEL, QUICK_BUDGETS, QUICK_QUESTIONS_PER_LEVEL
 from ttc_agents._core.budget import Ledger, LedgerSnapshot, Usage
 from ttc_agents._core.candidates import Candidate
 from ttc_agents._core.specs import BeamSearchSpec, BestOfNSpec, RevisionSpec, StrategySpec
@@ -294,8 +295,8 @@ class DemoSettings:
         questions_in_flight: Questions answered side by side.
     """
 
-    questions_per_level: int = 10
-    budgets: tuple[int, ...] = (1, 2, 4)
+    questions_per_level: int = QUESTIONS_PER_LEVEL
+    budgets: tuple[int, ...] = BUDGETS
     seed: int = 0
     router: bool = True
     questions_in_flight: int = 4
@@ -303,7 +304,7 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         """The ~1-minute version: 2 questions per level, N = 1 and 4."""
-        return cls(questions_per_level=2, budgets=(1, 4))
+        return cls(questions_per_level=QUICK_QUESTIONS_PER_LEVEL, budgets=QUICK_BUDGETS)
 
     def __post_init__(self) -> None:
         if self.questions_per_level < 1:

@@ -17,19 +17,16 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["BUDGETS", "QUESTIONS_PER_LEVEL", "QUICK_BUDGETS", "QUICK_QUESTIONS_PER_LEVEL", "register", "run"]
+from ttc_agents._apps.demo_sizes import (
+    BUDGETS,
+    OUT,
+    QUESTIONS_PER_LEVEL,
+    QUICK_BUDGETS,
+    QUICK_OUT,
+    QUICK_QUESTIONS_PER_LEVEL,
+)
 
-# What ``DemoSettings()`` and ``DemoSettings.quick()`` of ttc_agents._apps.demo run, for the help texts: the
-# help cannot import that module (it loads LiteLLM and LangGraph, seconds), so tests/test_cli_startup.py
-# checks that these agree with it.
-QUESTIONS_PER_LEVEL = 10
-"""Questions per level of ``ttc demo``."""
-BUDGETS = (1, 2, 4)
-"""Generation budgets N of ``ttc demo``."""
-QUICK_QUESTIONS_PER_LEVEL = 2
-"""Questions per level of ``ttc demo --quick``."""
-QUICK_BUDGETS = (1, 4)
-"""Generation budgets N of ``ttc demo --quick``."""
+__all__ = ["BUDGETS", "QUESTIONS_PER_LEVEL", "QUICK_BUDGETS", "QUICK_QUESTIONS_PER_LEVEL", "register", "run"]
 
 
 def _listed(budgets: tuple[int, ...]) -> str:
@@ -50,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "no network. Answers are recorded, so a second run replays them and calls no model."
         ),
     )
-    parser.add_argument("--out", type=Path, default=Path("ttc-demo"), help="output directory (default: ./ttc-demo)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output directory (default: ./{OUT}, --quick: ./{QUICK_OUT})"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -95,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.questions is not None:
         settings = dataclasses.replace(settings, questions_per_level=args.questions)
     model = demo_model(args.model or DEFAULT_MODEL, api_base=args.api_base, api_key=os.environ.get("TTC_API_KEY"))
-    store_path = None if args.no_store else (args.store or args.out / "responses.sqlite")
+    out: Path = args.out or (QUICK_OUT if args.quick else OUT)
+    store_path = None if args.no_store else (args.store or out / "responses.sqlite")
     if store_path is not None:
         store_path.parent.mkdir(parents=True, exist_ok=True)
     print(
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     except LocalServerError as error:
         print(f"ttc demo: error: {error}", file=sys.stderr)
         return 1
-    summary_path, plot_path = write_outputs(result, args.out)
+    summary_path, plot_path = write_outputs(result, out)
     print(format_report(result))
     print(f"\nwrote {summary_path} and {plot_path}")
     return 0
