@@ -211,7 +211,8 @@ def test_choose_with_a_token_budget_picks_the_most_accurate_action_that_fits() -
             entry(2, 8, RevisionSpec(attempts=8), 0.95, 3000),
         ]
     )
-    assert policy.choose(2, Budget(max_tokens=500)).action.strategy == BestOfNSpec(n=4)
+    # best-of-4 fits 500 tokens: best-of-8 is asked for and cut where the budget runs out
+    assert policy.choose(2, Budget(max_tokens=500)).action.strategy == BestOfNSpec(n=8)
     assert policy.choose(2, Budget(max_tokens=1300)).action.strategy == BestOfNSpec(n=8)  # ties: cheaper
     assert policy.choose(2, Budget(max_tokens=5000)).action.strategy == RevisionSpec(attempts=8)
     assert policy.choose(2, Budget(max_tokens=100)).cost.tokens == 400  # nothing fits: the cheapest
@@ -333,9 +334,10 @@ def test_a_policy_file_that_is_not_utf8_or_is_cut_short_names_the_file(tmp_path:
         Policy.load(tmp_path / "nowhere.json")
 
 
-def test_a_hard_budget_buys_the_largest_best_of_n_that_fits_despite_in_sample_dips() -> None:
+def test_a_hard_budget_spends_all_of_itself_on_best_of_n_despite_in_sample_dips() -> None:
     """Issue 11: ties and noisy dips of a bin's best-of-N curve made the router spend less than the
-    budget allowed and lose to plain best-of-N at the same budget."""
+    budget allowed and lose to plain best-of-N at the same budget; so did stopping at the largest size
+    that fits by its mean cost (in a hard bin, that is well below the budget)."""
     policy = policy_of(
         [
             entry(5, 4, BestOfNSpec(n=4), 0.40, 400),
@@ -343,9 +345,10 @@ def test_a_hard_budget_buys_the_largest_best_of_n_that_fits_despite_in_sample_di
             entry(5, 16, BestOfNSpec(n=16), 0.40, 1600),
         ]
     )
-    assert policy.choose(5, Budget(max_tokens=900)).action.strategy == BestOfNSpec(n=8)
-    assert policy.choose(5, Budget(max_tokens=2000)).action.strategy == BestOfNSpec(n=16)
+    assert policy.choose(5, Budget(max_tokens=900)).action.strategy == BestOfNSpec(n=16)  # 8 fits: cut at 900
+    assert policy.choose(5, Budget(max_tokens=500)).action.strategy == BestOfNSpec(n=8)  # 4 fits
+    assert policy.choose(5, Budget(max_tokens=2000)).action.strategy == BestOfNSpec(n=16)  # nothing larger
     proven = entry(5, 4, BeamSearchSpec(n=4, width=2), 0.60, 700)
     assert policy_of([*policy.candidates, proven]).choose(5, Budget(max_tokens=900)).action == proven.action
     unproven = proven.model_copy(update={"eligible": False})
-    assert policy_of([*policy.candidates, unproven]).choose(5, Budget(max_tokens=900)).budget == 8
+    assert policy_of([*policy.candidates, unproven]).choose(5, Budget(max_tokens=900)).budget == 16

@@ -243,3 +243,26 @@ async def test_the_router_fills_a_budget_near_its_own_cost() -> None:
     assert limited["trace"]["choice"]["action"].endswith("best_of_n(n=8)")
     assert limited["ledger"].total.samples == 8
     assert limited["ledger"].total.total_tokens <= math.ceil(1.3 * cost)
+
+
+async def test_under_a_hard_budget_best_of_n_spends_the_whole_budget_not_the_largest_size_that_fits() -> None:
+    """Issue 11: in a hard bin, best-of-16's mean cost passed the budget, so the router ran best-of-8 and
+    left a third of the budget unspent while plain best-of-16 under the same limit used it all."""
+    caps = {MODEL: 128}
+    probe = Router(
+        one_bin_policy([entry(BestOfNSpec(n=8), 8, 0.6, 600)], completion_caps=caps),
+        verifier_name="arithmetic",
+        verifier=ArithmeticStepVerifier(),
+    )
+    eight = (await probe.graph.ainvoke({"question": HARD, "generation_budget": 8}))["ledger"].total.total_tokens
+    # This bin's questions cost more than the budget's question: best-of-16 is measured above the limit.
+    policy = one_bin_policy(
+        [entry(BestOfNSpec(n=8), 8, 0.6, eight), entry(BestOfNSpec(n=16), 16, 0.7, 2.2 * eight)], completion_caps=caps
+    )
+    router = Router(policy, verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
+    limit = math.ceil(1.6 * eight)
+    limited = await router.graph.ainvoke({"question": HARD, "budget": Budget(max_tokens=limit)})
+    assert limited["trace"]["choice"]["action"].endswith("best_of_n(n=16)")
+    assert 8 < limited["ledger"].total.samples < 16  # cut where the budget ran out
+    assert limited["ledger"].total.total_tokens <= limit
+    assert limited["answer"] is not None

@@ -145,7 +145,7 @@ class Cost(BaseModel):
         )
 
 
-_SIZE_FIELDS = ("n", "width", "attempts", "chains")
+_SIZE_FIELDS = ("n", "width", "attempts", "chains", "max_n", "wave")
 
 
 class PolicyAction(BaseModel):
@@ -158,7 +158,7 @@ class PolicyAction(BaseModel):
 
     @property
     def key(self) -> str:
-        """A stable name for tables and traces: the size fields (n, width, attempts, chains) always,
+        """A stable name for tables and traces: the size fields (n, width, attempts, chains, max_n, wave) always,
         other fields when they differ from their defaults."""
         changed = self.strategy.model_dump(exclude_defaults=True, exclude={"strategy"})
         sizes = self.strategy.model_dump(include=set(_SIZE_FIELDS))
@@ -285,8 +285,9 @@ class Policy(BaseModel):
 
         With a :class:`Budget` (the question's WHOLE hard budget, probe included): of the measured
         actions whose cost for this question fits every set limit (``unit`` restricts the comparison
-        to one unit), the largest best-of-N weighted, unless an eligible alternative is more
-        accurate than every best-of-N weighted that fits. ``probe_spent`` is what the probe already
+        to one unit), best-of-N weighted at the next size above the largest that fits (the budget cuts
+        it: it spends the whole budget), unless an eligible alternative is more accurate than every
+        best-of-N weighted that fits. ``probe_spent`` is what the probe already
         cost: best-of-N reuses it, other actions add their own cost to it, and those are checked at
         their 90th-percentile cost. When nothing fits, the cheapest action.
         """
@@ -320,10 +321,16 @@ class Policy(BaseModel):
         if not best_of_n:
             return max(fitting, key=lambda e: (round(e.value, 9), -load(e)))
         # More samples never hurt best-of-N weighted in expectation: of the sizes that fit, take the
-        # largest (valued at the best of them), whatever a bin's noisy in-sample dips say. An eligible
-        # alternative (proven better than best-of-N weighted) replaces it only when it is worth more.
+        # largest (valued at the best of them), whatever a bin's noisy in-sample dips say; and since a
+        # question's unspent budget is lost, ask for the next size up when there is one: the ledger
+        # cuts best-of-N where the budget runs out (its samples come in waves), so it spends the whole
+        # budget, as plain best-of-N under the same limit does. An eligible alternative (proven better
+        # than best-of-N weighted) replaces it only when it is worth more.
         most = max(best_of_n, key=lambda e: (load(e), e.budget))
+        larger = [e for e in pool if _is_weighted_best_of_n(e.action) and e.budget > most.budget and e not in fitting]
         worth = max(e.value for e in best_of_n)
+        if larger:
+            most = min(larger, key=lambda e: (e.budget, load(e)))
         others = [e for e in fitting if not _is_weighted_best_of_n(e.action) and e.eligible]
         challenger = max(others, key=lambda e: (round(e.value, 9), -load(e)), default=None)
         return challenger if challenger is not None and challenger.value > worth + 1e-9 else most
