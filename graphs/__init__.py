@@ -8,7 +8,8 @@ as a subgraph of an async or a sync parent). Input: ``{"question": str, "context
 
 - :func:`build_strategy_graph`: the graph of whichever strategy spec it is given;
 - :func:`build_best_of_n_graph`, :func:`build_beam_search_graph`, :func:`build_dvts_graph`,
-  :func:`build_revision_graph`, :func:`build_hybrid_graph`: one builder per strategy (one module each);
+  :func:`build_revision_graph`, :func:`build_hybrid_graph`, :func:`build_adaptive_graph`: one builder
+  per strategy (one module each);
 - :class:`StrategyInput`, :class:`StrategyOutput`, :class:`StrategyState`: the graphs' schemas;
 - :mod:`ttc_agents.graphs.router`: the compute-optimal router (``ttc_agents.Router``,
   ``ttc_agents.build_router_graph``).
@@ -21,10 +22,19 @@ from collections.abc import Callable, Mapping
 from langgraph.graph.state import CompiledStateGraph
 
 from ttc_agents._core.budget import Budget
-from ttc_agents._core.specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
+from ttc_agents._core.specs import (
+    AdaptiveSpec,
+    BeamSearchSpec,
+    BestOfNSpec,
+    DVTSSpec,
+    HybridSpec,
+    RevisionSpec,
+    StrategySpec,
+)
 from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.moves import StrategyInput, StrategyOutput, StrategyState
+from ttc_agents.graphs.adaptive import build_adaptive_graph
 from ttc_agents.graphs.beam_search import build_beam_search_graph
 from ttc_agents.graphs.best_of_n import build_best_of_n_graph
 from ttc_agents.graphs.dvts import build_dvts_graph
@@ -36,6 +46,7 @@ __all__ = [
     "StrategyInput",
     "StrategyOutput",
     "StrategyState",
+    "build_adaptive_graph",
     "build_beam_search_graph",
     "build_best_of_n_graph",
     "build_dvts_graph",
@@ -67,4 +78,5 @@ _BUILDERS: dict[type, Callable[..., CompiledStateGraph[StrategyState, None, Stra
     DVTSSpec: build_dvts_graph,
     RevisionSpec: build_revision_graph,
     HybridSpec: build_hybrid_graph,
+    AdaptiveSpec: build_adaptive_graph,
 }

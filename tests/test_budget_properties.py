@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ttc_agents import (
+    AdaptiveSpec,
     ArithmeticStepVerifier,
     BeamSearchSpec,
     BestOfNSpec,
@@ -28,8 +29,17 @@ widths = st.sampled_from([1, 2, 4])
 
 @st.composite
 def strategy_specs(draw: st.DrawFn) -> StrategySpec:
-    kind = draw(st.sampled_from(["best_of_n", "beam_search", "dvts", "revision", "hybrid"]))
+    kind = draw(st.sampled_from(["best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive"]))
     seed = draw(st.integers(0, 1000))
+    if kind == "adaptive":
+        max_n = draw(st.integers(1, 16))
+        return AdaptiveSpec(
+            max_n=max_n,
+            wave=draw(st.integers(1, max_n)),
+            threshold=draw(st.sampled_from([0.8, 0.95, 0.999])),
+            selection=draw(st.sampled_from(["majority", "weighted"])),
+            seed=seed,
+        )
     if kind == "best_of_n":
         return BestOfNSpec(
             n=draw(st.integers(1, 16)), seed=seed, selection=draw(st.sampled_from(["naive", "weighted", "majority"]))

@@ -27,6 +27,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import SecretStr
 
 from ttc_agents import (
+    AdaptiveSpec,
     ArithmeticStepVerifier,
     BeamSearchSpec,
     BestOfNSpec,
@@ -128,6 +129,7 @@ GRAPHS: dict[str, Callable[[], CompiledStateGraph[Any, None, Any, Any]]] = {
     "dvts": strategy(DVTSSpec(n=4, width=2, max_rounds=5, seed=0)),
     "revision": strategy(RevisionSpec(attempts=3, chains=2, seed=0)),
     "hybrid": strategy(HybridSpec(n=4, sequential_ratio=1.0, seed=0)),
+    "adaptive": strategy(AdaptiveSpec(max_n=8, wave=4, seed=0)),
     # best-of-N reusing the probe (the router's own nodes call the model) ...
     "router_best_of_n": router(BestOfNSpec(n=8, seed=0)),
     # ... and a strategy graph run inside the router's ``run`` node.

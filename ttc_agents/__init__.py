@@ -8,7 +8,8 @@ what not every user needs: :mod:`ttc_agents.graphs` (one builder per strategy), 
 
 Strategies
     :class:`BestOfNSpec`, :class:`BeamSearchSpec`, :class:`DVTSSpec`, :class:`RevisionSpec`,
-    :class:`HybridSpec` (the paper's hyperparameters, validated), :data:`StrategySpec` (their union) and
+    :class:`HybridSpec` (the paper's hyperparameters, validated), :class:`AdaptiveSpec` (early-stopping
+    sampling in waves, Adaptive-Consistency's rule), :data:`StrategySpec` (their union) and
     :func:`parse_strategy` (a spec from a dict); :func:`build_strategy_graph` compiles any of them.
 
 The compute-optimal router
@@ -74,6 +75,7 @@ if _typing.TYPE_CHECKING:
     from ttc_agents._core.candidates import Candidate, Selection, aggregate_scores, select_answer, select_hierarchical
     from ttc_agents._core.checkpoint import CHECKPOINT_TYPES, checkpoint_serializer
     from ttc_agents._core.specs import (
+        AdaptiveSpec,
         BeamSearchSpec,
         BestOfNSpec,
         DVTSSpec,
@@ -119,6 +121,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CHECKPOINT_TYPES",
+    "AdaptiveSpec",
     "ArithmeticStepVerifier",
     "BeamSearchSpec",
     "BestOfNSpec",
@@ -214,6 +217,7 @@ _EXPORTS: dict[str, str] = {
     "select_hierarchical": "ttc_agents._core.candidates",
     "CHECKPOINT_TYPES": "ttc_agents._core.checkpoint",
     "checkpoint_serializer": "ttc_agents._core.checkpoint",
+    "AdaptiveSpec": "ttc_agents._core.specs",
     "BeamSearchSpec": "ttc_agents._core.specs",
     "BestOfNSpec": "ttc_agents._core.specs",
     "DVTSSpec": "ttc_agents._core.specs",

@@ -38,6 +38,7 @@ STYLE: Final[Mapping[str, tuple[str, str, str]]] = {
     "dvts": ("DVTS", "tab:purple", "D"),
     "revision": ("sequential revisions", "tab:red", "^"),
     "hybrid": ("parallel x sequential", "tab:brown", "P"),
+    "adaptive": ("adaptive sampling (early stop)", "tab:cyan", "X"),
     "router": ("compute-optimal router", "black", "*"),
 }
 

@@ -17,7 +17,10 @@ What runs for each (question, model):
 * **The search strategies**, one graph run per (question, budget b): ``beam_search`` and ``dvts``
   with N = b beams of width 4 (width b when b < 4; for other b not divisible by 4, its largest
   divisor up to 4, or b itself when that is 1), ``revision`` as one chain of b attempts, and
-  ``hybrid`` with n = b and a sequential/parallel ratio of 1.
+  ``hybrid`` with n = b and a sequential/parallel ratio of 1, and ``adaptive`` (early-stopping
+  sampling) with max_n = b in waves of up to :data:`ADAPTIVE_WAVE`, weighted votes (majority without a
+  verifier). Each is charged what its own ledger booked: the adaptive cell's cost is what it really
+  drew before it stopped (one prompt per wave), not its nominal b.
 
 The graphs are seeded with a seed stream of their own (:data:`GRAPH_SEED_OFFSET`), not the pool's:
 at run time the strategy after a probe is independent of the probe, and so it is here.
@@ -52,7 +55,15 @@ from tqdm import tqdm
 from ttc_agents._apps.datasets import Problem, grade
 from ttc_agents._core.budget import Ledger, LedgerSnapshot, Usage
 from ttc_agents._core.candidates import Candidate, SelectionMethod, select_answer
-from ttc_agents._core.specs import BeamSearchSpec, BestOfNSpec, DVTSSpec, HybridSpec, RevisionSpec, StrategySpec
+from ttc_agents._core.specs import (
+    AdaptiveSpec,
+    BeamSearchSpec,
+    BestOfNSpec,
+    DVTSSpec,
+    HybridSpec,
+    RevisionSpec,
+    StrategySpec,
+)
 from ttc_agents._llm.gateway import Gateway, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.difficulty import ProbePredictor, bin_agreement, probe_features, rank_correlation
@@ -69,6 +80,7 @@ from ttc_agents.graphs import build_strategy_graph
 from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier, fresh_verifier
 
 __all__ = [
+    "ADAPTIVE_WAVE",
     "STRATEGY_NAMES",
     "CalibrationError",
     "CalibrationResult",
@@ -84,10 +96,12 @@ __all__ = [
 
 GRAPH_SEED_OFFSET: Final = 7919
 """Graph cells run with ``seed + GRAPH_SEED_OFFSET``: independent of the pool (and of its probe)."""
+ADAPTIVE_WAVE: Final = 4
+"""The grid's adaptive cells sample in waves of this many (fewer when the budget is smaller)."""
 _COMPLETION_CAP_QUANTILE: Final = 0.995
 _COMPLETION_CAP_MARGIN: Final = 1.25
 
-STRATEGY_NAMES: Final = ("best_of_n", "beam_search", "dvts", "revision", "hybrid")
+STRATEGY_NAMES: Final = ("best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive")
 """Strategy names :func:`run_grid` accepts; ``best_of_n`` means both weighted and majority selection."""
 
 Estimator = Literal["probe", "oracle"]
@@ -239,6 +253,8 @@ def actions_for(strategy: str, model: str, budget: int) -> list[PolicyAction]:
         specs = [RevisionSpec(attempts=budget, chains=1)]
     elif strategy == "hybrid":
         specs = [HybridSpec(n=budget, sequential_ratio=1.0)]
+    elif strategy == "adaptive":
+        specs = [AdaptiveSpec(max_n=budget, wave=min(ADAPTIVE_WAVE, budget), selection="weighted")]
     else:
         raise ValueError(f"unknown strategy {strategy!r}; use {', '.join(STRATEGY_NAMES)}")
     return [PolicyAction(model=model, strategy=spec) for spec in specs]

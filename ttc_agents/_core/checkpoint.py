@@ -28,6 +28,7 @@ CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
     ("ttc_agents._core.specs", "DVTSSpec"),
     ("ttc_agents._core.specs", "RevisionSpec"),
     ("ttc_agents._core.specs", "HybridSpec"),
+    ("ttc_agents._core.specs", "AdaptiveSpec"),
 )
 
 # Checkpoints written before the layer packages name the old module paths (ttc_agents._core.module_aliases).

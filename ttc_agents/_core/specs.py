@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, mod
 from ttc_agents._core.candidates import Aggregation, SelectionMethod
 
 __all__ = [
+    "AdaptiveSpec",
     "BeamSearchSpec",
     "BestOfNSpec",
     "DVTSSpec",
@@ -40,6 +41,27 @@ class BestOfNSpec(_SpecBase):
     strategy: Literal["best_of_n"] = "best_of_n"
     n: PositiveInt = 16
     selection: SelectionMethod = "weighted"
+
+
+class AdaptiveSpec(_SpecBase):
+    """Adaptive-Consistency (Aggarwal et al. 2023): samples in waves of ``wave`` (one request each) until
+    the leading answer's posterior probability of leading the vote passes ``threshold``, or ``max_n``.
+
+    The stopping rule is the Beta rule of :func:`~ttc_agents._core.stopping.lead_probability`: over the two
+    largest vote totals v1 >= v2, P(p1 > p2) under Beta(v1 + 1, v2 + 1). ``selection="weighted"`` counts
+    each sample by its verifier score (the weighted vote's totals), ``majority`` counts each as 1."""
+
+    strategy: Literal["adaptive"] = "adaptive"
+    max_n: PositiveInt = 16
+    wave: PositiveInt = 4
+    threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
+    selection: Literal["majority", "weighted"] = "majority"
+
+    @model_validator(mode="after")
+    def _wave_fits(self) -> AdaptiveSpec:
+        if self.wave > self.max_n:
+            raise ValueError(f"wave ({self.wave}) must not exceed max_n ({self.max_n})")
+        return self
 
 
 class TreeSearchSpec(_SpecBase):
@@ -117,7 +139,7 @@ class HybridSpec(_SpecBase):
 
 
 StrategySpec = Annotated[
-    BestOfNSpec | BeamSearchSpec | DVTSSpec | RevisionSpec | HybridSpec,
+    BestOfNSpec | BeamSearchSpec | DVTSSpec | RevisionSpec | HybridSpec | AdaptiveSpec,
     Field(discriminator="strategy"),
 ]
 
