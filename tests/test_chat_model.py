@@ -265,19 +265,21 @@ async def test_in_a_prebuilt_agent_without_tools(llm: ChatTTC) -> None:
     assert stages == ["start", "generate", "verify", "select"]
 
 
-def test_tools_are_refused_with_an_explanation(llm: ChatTTC) -> None:
+def test_tools_need_a_model_to_sample_calls_from(llm: ChatTTC) -> None:
     @tool
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
 
-    with pytest.raises(ToolCallingNotSupportedError, match="does not call tools") as info:
-        llm.bind_tools([add])
+    graph_only = ChatTTC(graph=build_strategy_graph(BestOfNSpec(n=2), model="scripted/arith"))
+    with pytest.raises(ToolCallingNotSupportedError, match="needs a model") as info:
+        graph_only.bind_tools([add])
     assert isinstance(info.value, NotImplementedError)
-    assert "steps that must produce an answer" in str(info.value)
     with pytest.raises(NotImplementedError):
-        llm.with_structured_output({"title": "Answer", "type": "object", "properties": {"x": {"type": "number"}}})
+        graph_only.with_structured_output({"title": "Answer", "type": "object", "properties": {"x": {"type": "number"}}})
+    assert graph_only.bind_tools([]) is graph_only
     assert llm.bind_tools([]) is llm
+    assert llm.bind_tools([add]) is not llm  # tools: tests/test_chat_tools.py
 
 
 # -- observability ------------------------------------------------------------------------------------

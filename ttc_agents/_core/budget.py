@@ -361,6 +361,24 @@ class Ledger:
             self._open += 1
             return Reservation(granted, tokens, usd, flops)
 
+    def grantable(
+        self,
+        n: int,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        usd_per_prompt_token: float | None = None,
+        usd_per_completion_token: float | None = None,
+        flops_per_token: float | None = None,
+    ) -> tuple[int, BudgetLimit | None]:
+        """How many of ``n`` samples :meth:`reserve` would grant now, and the limit that cuts it; nothing
+        is held or recorded (a caller deciding how many samples to ask for)."""
+        prices = (usd_per_prompt_token, usd_per_completion_token, flops_per_token)
+        with self._lock:
+            if self.overrun_tokens:
+                return 0, SERVER_IGNORED_MAX_TOKENS
+            return self._grant(n, prompt_tokens, max_completion_tokens, prices, holds=True)
+
     def _grant(
         self,
         n: int,

@@ -67,6 +67,7 @@ __all__ = [
     "prompt_token_bound",
     "sample",
     "set_default_gateway",
+    "tools_token_bound",
 ]
 
 Message = Mapping[str, Any]
@@ -101,6 +102,15 @@ def prompt_token_bound(messages: Sequence[Message]) -> int:
     return size + _TOKENS_PER_MESSAGE * len(messages) + _TOKENS_PER_PROMPT
 
 
+def tools_token_bound(tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any = None) -> int:
+    """An upper bound of the prompt tokens that ``tools`` (and ``tool_choice``) add to a request: their
+    UTF-8 size as JSON (a backend renders them into the prompt), 0 without tools."""
+    if not tools:
+        return 0
+    text = json.dumps([dict(t) for t in tools], ensure_ascii=False, default=str) + json.dumps(tool_choice, default=str)
+    return len(text.encode("utf-8", "surrogatepass")) + _TOKENS_PER_MESSAGE
+
+
 async def gather_or_cancel(*aws: Awaitable[_T]) -> list[_T]:
     """Like :func:`asyncio.gather`, but the first failure cancels the others, and is raised (itself,
     not in a group) only once they have finished: calls cancelled in flight have booked their worst
@@ -117,11 +127,14 @@ async def gather_or_cancel(*aws: Awaitable[_T]) -> list[_T]:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One completion: its text, why it ended, and token logprobs when they were asked for."""
+    """One completion: its text, why it ended, token logprobs when they were asked for, and the tool
+    calls it made when the request carried ``tools`` (OpenAI format: ``{"id", "type": "function",
+    "function": {"name", "arguments"}}``, the arguments as the raw text the model wrote)."""
 
     text: str
     finish_reason: str | None = None
     logprobs: tuple[Mapping[str, Any], ...] | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +163,25 @@ def _choice_logprobs(choice: Any) -> tuple[Mapping[str, Any], ...] | None:
     if not content:
         return None
     return tuple(item if isinstance(item, dict) else item.model_dump() for item in content)
+
+
+def _choice_tool_calls(choice: Any) -> tuple[Mapping[str, Any], ...] | None:
+    """A choice's tool calls as plain OpenAI-format dicts (None when it made none)."""
+    calls = getattr(getattr(choice, "message", None), "tool_calls", None)
+    if not calls:
+        return None
+    out = []
+    for call in calls:
+        data = call if isinstance(call, Mapping) else call.model_dump()
+        function = data.get("function") or {}
+        out.append(
+            {
+                "id": data.get("id"),
+                "type": data.get("type") or "function",
+                "function": {"name": function.get("name"), "arguments": function.get("arguments")},
+            }
+        )
+    return tuple(out)
 
 
 @dataclass(slots=True)
@@ -236,7 +268,7 @@ class Gateway:
         prompt_tokens: int | None = None,
     ) -> tuple[list[Sample], Usage]:
         store_key = None
-        if self.store is not None:
+        if self.store is not None and "tools" not in request:  # the store keeps no tool calls
             # The server is part of the key: one server's recordings never answer another's requests.
             store_key = self.store.request_key(spec.name, messages, {**request, "seed": seed}, api_base=spec.api_base)
             replayed = await self._replay(spec, messages, store_key, k, request, ledger, node)
@@ -299,7 +331,11 @@ class Gateway:
         """
         in_price, out_price = self.prices(spec)
         max_tokens = int(request["max_tokens"])
-        prompt_bound = prompt_token_bound(messages) if prompt_tokens is None else prompt_tokens
+        prompt_bound = (
+            prompt_token_bound(messages) + tools_token_bound(request.get("tools"), request.get("tool_choice"))
+            if prompt_tokens is None
+            else prompt_tokens
+        )
         tries = _Tries(left=self.retry.max_attempts)
         attempt = 0
         while True:
@@ -356,7 +392,12 @@ class Gateway:
             self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
             want_logprobs = "logprobs" in kwargs
             samples = [
-                Sample(c.message.content or "", c.finish_reason, _choice_logprobs(c) if want_logprobs else None)
+                Sample(
+                    c.message.content or "",
+                    c.finish_reason,
+                    _choice_logprobs(c) if want_logprobs else None,
+                    _choice_tool_calls(c) if "tools" in kwargs else None,
+                )
                 for c in choices
             ]
             return _CallResult(samples, usage, granted=reservation.n)

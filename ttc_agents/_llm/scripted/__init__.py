@@ -59,6 +59,13 @@ Randomness
     Sample ``i`` draws from ``random.Random`` seeded with a blake2b hash of (profile, seed, question,
     i, role salt); without a seed the literal ``"noseed"`` is used, so calls are still deterministic.
 
+Tools
+    A request with ``tools`` naming a calculator (one required string parameter) gets OpenAI-format tool
+    calls with the question's expression until a tool result follows the last user turn, then the text
+    answer ``The answer is \\boxed{<result>}.``; an answer schema (one required number) gets a call with
+    the answer. Each call is wrong (malformed JSON or a slipped number) with a seeded per-question rate:
+    see :mod:`ttc_agents._llm.scripted.tools`.
+
 Tokens
     :func:`scripted_tokenize` splits text with ``[0-9]|[A-Za-z]+|\\s+|[^\\sA-Za-z0-9]``: every token has
     at least one character, so a count never exceeds the UTF-8 byte count. Prompt tokens are the sum over

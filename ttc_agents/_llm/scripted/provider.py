@@ -33,6 +33,7 @@ from ttc_agents._llm.scripted.solutions import (
     _write_solution,
 )
 from ttc_agents._llm.scripted.tokens import scripted_token_count, scripted_tokenize
+from ttc_agents._llm.scripted.tools import tool_drafts
 
 __all__ = [
     "INPUT_COST_PER_TOKEN",
@@ -165,7 +166,10 @@ def scripted_respond(
     greedy_key = prompt.greedy_key
     choices: list[Choices] = []
     completion_tokens = 0
-    for index in range(n):
+    tooled = _tool_choices(profile, scale, seed, temperature, n, prompt, messages, optional_params)
+    if tooled is not None:
+        choices, completion_tokens = tooled
+    for index in range(n if tooled is None else 0):
         sample_key = (profile, "noseed" if seed is None else seed, prompt.question.text, index, prompt.salt)
         rng = None if temperature <= 0 else random.Random(_stable_hash(*sample_key))
         draft = _draft(prompt, profile, scale, temperature, _Dice(rng, greedy_key))
@@ -189,6 +193,51 @@ def scripted_respond(
         total_tokens=prompt_tokens + completion_tokens,
     )
     return response
+
+
+def _tool_choices(
+    profile: str,
+    scale: float,
+    seed: object,
+    temperature: float,
+    n: int,
+    prompt: _Prompt,
+    messages: Sequence[Mapping[str, Any]],
+    optional_params: Mapping[str, Any],
+) -> tuple[list[Choices], int] | None:
+    """The choices of a request with ``tools`` (see :mod:`ttc_agents._llm.scripted.tools`), or None."""
+    tools = optional_params.get("tools")
+    if not tools:
+        return None
+    question = prompt.question.text
+    rngs = [
+        None
+        if temperature <= 0
+        else random.Random(_stable_hash(profile, "noseed" if seed is None else seed, question, i, "tools"))
+        for i in range(n)
+    ]
+    drafts = tool_drafts(question, messages, tools, optional_params.get("tool_choice"), scale=scale, rngs=rngs)
+    if drafts is None:
+        return None
+    choices: list[Choices] = []
+    tokens = 0
+    for index, draft in enumerate(drafts):
+        if draft.name is None:
+            text = draft.text or ""
+            tokens += scripted_token_count(text)
+            message = Message(content=text, role="assistant")
+            choices.append(Choices(finish_reason="stop", index=index, message=message))
+            continue
+        arguments = draft.arguments or ""
+        tokens += scripted_token_count(draft.name) + scripted_token_count(arguments)
+        call = {
+            "id": f"call_{_stable_hash(question, seed, index, len(messages)):016x}",
+            "type": "function",
+            "function": {"name": draft.name, "arguments": arguments},
+        }
+        message = Message(content=None, role="assistant", tool_calls=[call])
+        choices.append(Choices(finish_reason="tool_calls", index=index, message=message))
+    return choices, tokens
 
 
 class ScriptedLLM(CustomLLMAdapter):
