@@ -85,11 +85,14 @@ class RunLedgers:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def get(self, key: str | None, budget: Budget) -> RunState:
-        """The run of ``key`` (created with ``budget`` when new); ``None``: a fresh, unkept run."""
+    def get(self, key: str | None, budget: Budget, *, max_runs: int | None = None) -> RunState:
+        """The run of ``key`` (created with ``budget`` when new); ``None``: a fresh, unkept run.
+        ``max_runs`` replaces the bound of kept runs."""
         if key is None:
             return RunState(Ledger(budget=budget))
         with self._lock:
+            if max_runs is not None:
+                self.max_runs = max_runs
             state = self._runs.get(key)
             if state is None:
                 state = self._runs[key] = RunState(Ledger(budget=budget))

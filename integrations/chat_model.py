@@ -50,7 +50,7 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.pregel import Pregel
@@ -508,7 +508,7 @@ class ChatTTC(BaseChatModel):
             message = await self._turn(messages, stop, callbacks, call_budget, binding, tool_choice, None)
             meta = {k: v for k, v in message.response_metadata.items() if k != "ttc_turn_ledger"}
             return message.model_copy(update={"response_metadata": meta})
-        run = self._runs.get(key, self.run_budget)
+        run = self._runs.get(key, self.run_budget, max_runs=self.max_runs)
         async with run.lock():
             ledger = run.ledger
             left = ledger.budget.remaining(ledger.total, ledger.elapsed())
