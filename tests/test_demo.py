@@ -236,7 +236,8 @@ def test_quick_run_never_overwrites_a_full_runs_outputs(
     full = tmp_path / "ttc-demo"
     full.mkdir()
     (full / "summary.json").write_text('{"full": true}')
-    assert main(["demo", "--quick", "--model", "scripted/arith", "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--model", "scripted/arith", "--budgets", "1,2", "--no-progress"]) == 0
     assert (full / "summary.json").read_text() == '{"full": true}'
-    assert json.loads((tmp_path / "ttc-demo-quick" / "summary.json").read_text())["model"] == "scripted/arith"
+    quick = json.loads((tmp_path / "ttc-demo-quick" / "summary.json").read_text())
+    assert quick["model"] == "scripted/arith" and quick["settings"]["budgets"] == [1, 2]
     assert "ttc-demo-quick" in capsys.readouterr().out

@@ -33,6 +33,15 @@ def _listed(budgets: tuple[int, ...]) -> str:
     return ", ".join(map(str, budgets))
 
 
+def _budgets(text: str) -> tuple[int, ...]:
+    from ttc_agents.cli.calibrate import parse_budgets
+
+    try:
+        return tuple(parse_budgets(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--budgets: ")) from None
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` subcommand; its parser's ``func`` default is :func:`run`."""
     parser = subparsers.add_parser(
@@ -66,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help=f"questions per level (default: {QUESTIONS_PER_LEVEL}, --quick: {QUICK_QUESTIONS_PER_LEVEL})",
     )
+    parser.add_argument(
+        "--budgets",
+        type=_budgets,
+        default=None,
+        help=f"generation budgets N, e.g. 1,4,16 (default: {_listed(BUDGETS)}, --quick: {_listed(QUICK_BUDGETS)})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the task set and of sampling (default: 0)")
     parser.add_argument("--no-router", action="store_true", help="skip calibrating and running the router")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads if a local server is started")
@@ -93,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.questions is not None:
         settings = dataclasses.replace(settings, questions_per_level=args.questions)
+    if args.budgets is not None:
+        settings = dataclasses.replace(settings, budgets=args.budgets)
     model = demo_model(args.model or DEFAULT_MODEL, api_base=args.api_base, api_key=os.environ.get("TTC_API_KEY"))
     out: Path = args.out or (QUICK_OUT if args.quick else OUT)
     store_path = None if args.no_store else (args.store or out / "responses.sqlite")
