@@ -400,5 +400,5 @@ def test_factory_builds_the_arithmetic_verifier() -> None:
 
 @pytest.mark.parametrize("spec", ["", "bogus", "prm:", "prm", "orm: ", "reward:http://x", "reward:#m", "nonee"])
 def test_factory_rejects_unknown_specs(spec: str) -> None:
-    with pytest.raises(ValueError, match=r"accepted forms: none, arithmetic, prm:MODEL, orm:MODEL, reward:URL#MODEL"):
+    with pytest.raises(ValueError, match=r"accepted forms: none, arithmetic, confidence, prm:MODEL, orm:MODEL, reward:URL#MODEL"):
         make_verifier(spec)

@@ -29,7 +29,8 @@ from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, 
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._llm.sync import run_sync
 from ttc_agents.prompts import render_prompt
-from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier
+from ttc_agents.verifiers._base import CandidateVerifier, ScoreFunction, Verifier, as_verifier
+from ttc_agents.verifiers._confidence import TOKENS_META_KEY, token_trace
 
 __all__ = [
     "SearchContext",
@@ -172,7 +173,13 @@ async def sample_solutions(
 ) -> list[Candidate]:
     """``k`` full solutions of one prompt in one request (fewer when the budget says so).
 
-    ``prompt_tokens``: the size a server reported for these messages before (see :meth:`Gateway.sample`)."""
+    ``prompt_tokens``: the size a server reported for these messages before (see :meth:`Gateway.sample`).
+    When the verifier scores the model's own tokens (a ``top_logprobs`` attribute, e.g.
+    :class:`~ttc_agents.verifiers.TokenConfidenceVerifier`), the request asks for logprobs and each
+    candidate keeps its token trace in ``meta["tokens"]``."""
+    top_logprobs = getattr(ctx.verifier, "top_logprobs", None)
+    wants_tokens = isinstance(top_logprobs, int)
+    extra: dict[str, Any] = {"logprobs": True, "top_logprobs": top_logprobs or None} if wants_tokens else {}
     batch = await ctx.gateway.sample(
         ctx.model,
         messages,
@@ -183,9 +190,16 @@ async def sample_solutions(
         max_tokens=max_tokens,
         seed=seed,
         prompt_tokens=prompt_tokens,
+        **extra,
     )
     return [
-        Candidate(steps=tuple(split_steps(s.text)), answer=_solution_answer(s), finished=True, attempt=attempt)
+        Candidate(
+            steps=tuple(split_steps(s.text)),
+            answer=_solution_answer(s),
+            finished=True,
+            attempt=attempt,
+            meta={TOKENS_META_KEY: token_trace(s.logprobs)} if wants_tokens and s.logprobs else {},
+        )
         for s in batch.samples
     ]
 
@@ -326,7 +340,10 @@ async def score_candidates(
     if ctx.verifier is None or not candidates:
         return list(candidates)
     judged = rollouts if rollouts is not None else candidates
-    scores = await ctx.verifier.score(question, [c.steps for c in judged], ledger=ledger)
+    if isinstance(ctx.verifier, CandidateVerifier):  # scores more than the text (token logprobs)
+        scores = await ctx.verifier.score_candidates(question, judged, ledger=ledger)
+    else:
+        scores = await ctx.verifier.score(question, [c.steps for c in judged], ledger=ledger)
     out = []
     for candidate, rollout, step_scores in zip(candidates, judged, scores, strict=True):
         scored = rollout.scored(step_scores, aggregation)

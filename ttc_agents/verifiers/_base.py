@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ttc_agents._core.budget import Ledger
+from ttc_agents._core.candidates import Candidate
 
-__all__ = ["CallableVerifier", "ScoreFunction", "Verifier", "as_verifier"]
+__all__ = ["CallableVerifier", "CandidateVerifier", "ScoreFunction", "Verifier", "as_verifier"]
 
 ScoreFunction = Callable[
     [str, Sequence[Sequence[str]]],
@@ -30,6 +31,21 @@ class Verifier(Protocol):
         self,
         question: str,
         candidates: Sequence[Sequence[str]],
+        *,
+        ledger: Ledger | None = None,
+    ) -> list[list[float]]: ...
+
+
+@runtime_checkable
+class CandidateVerifier(Verifier, Protocol):
+    """A verifier that scores candidates, not only their steps' text: the strategies call
+    ``score_candidates`` instead of ``score`` (the token-confidence scorer reads the candidates' token
+    logprobs). Same result shape: one list of floats in [0, 1] per candidate, one per step."""
+
+    async def score_candidates(
+        self,
+        question: str,
+        candidates: Sequence[Candidate],
         *,
         ledger: Ledger | None = None,
     ) -> list[list[float]]: ...

@@ -7,7 +7,7 @@ from ttc_agents.verifiers._base import Verifier
 
 __all__ = ["VERIFIER_SPECS", "make_verifier"]
 
-VERIFIER_SPECS = ("none", "arithmetic", "prm:MODEL", "orm:MODEL", "reward:URL#MODEL")
+VERIFIER_SPECS = ("none", "arithmetic", "confidence", "prm:MODEL", "orm:MODEL", "reward:URL#MODEL")
 """The accepted forms of a verifier spec."""
 
 
@@ -16,6 +16,8 @@ def make_verifier(spec: str | None, *, gateway: Gateway | None = None) -> Verifi
 
     - ``none``: no verifier
     - ``arithmetic``: :class:`ArithmeticStepVerifier`, checks every arithmetic claim of a step
+    - ``confidence``: :class:`TokenConfidenceVerifier`, the model's own token confidence (DeepConf's
+      lowest group confidence), no model call
     - ``prm:MODEL``: :class:`LLMJudgePRM` on the LiteLLM model ``MODEL`` (through ``gateway``)
     - ``orm:MODEL``: :class:`LLMJudgeORM` on ``MODEL``
     - ``reward:URL#MODEL``: :class:`RewardModelVerifier` for the vLLM pooling endpoint ``URL``
@@ -36,6 +38,10 @@ def make_verifier(spec: str | None, *, gateway: Gateway | None = None) -> Verifi
 
             verifier: Verifier = ArithmeticStepVerifier()
             return verifier
+        if kind == "confidence":
+            from ttc_agents.verifiers._confidence import TokenConfidenceVerifier
+
+            return TokenConfidenceVerifier()
     elif kind in ("prm", "orm") and rest.strip():
         from ttc_agents.verifiers._llm_judge import LLMJudgeORM, LLMJudgePRM
 
