@@ -12,17 +12,26 @@ turn, with the earlier turns as ``context``, and returns the selected answer as 
     llm = ChatTTC(graph=build_router_graph(policy, ...))               # any compiled ttc-agents graph
 
 Supported: ``invoke`` (sync; safe inside a running event loop), ``ainvoke``, ``batch``,
-``abatch``, ``stream``/``astream`` (the final answer arrives as one message when the graph is done;
-progress shows in ``astream_events``: LangGraph's events of every graph node, plus custom events
-``ttc_progress`` per stage and ``ttc_result`` at the end), ``with_retry``, ``with_fallbacks``, LCEL chains and
-prebuilt agents that call no tools. The message carries ``usage_metadata`` (tokens of EVERY call
-the graph made, verifier calls included) and ``response_metadata`` (``strategy``, ``bin`` for the
-router, ``ledger``, ``stopped_by``, ``answer``). A per-call budget: ``llm.invoke(msgs,
-budget=Budget(max_usd=0.01))``; ``stop`` sequences cut the returned text.
+``abatch``, ``stream``/``astream`` (the selected answer as chunks once it is selected: text word by
+word, tool calls as ``tool_call_chunks``, then a last chunk with usage and metadata; progress shows in
+``astream_events``: LangGraph's events of every graph node, plus custom events ``ttc_progress`` per
+stage and ``ttc_result`` at the end), ``with_retry``, ``with_fallbacks``, LCEL chains and agents. The
+message carries ``usage_metadata`` (tokens of EVERY call of the turn, verifier calls included) and
+``response_metadata`` (``strategy``, ``bin`` for the router, ``ledger``, ``stopped_by``, ``answer``).
+A per-call budget: ``llm.invoke(msgs, budget=Budget(max_usd=0.01))``; ``stop`` sequences cut the
+returned text.
 
-Not supported: tool calling (``bind_tools`` raises :class:`ToolCallingNotSupportedError`) and
-therefore ``with_structured_output``; sampling parameters per call (``temperature`` etc.: they
-belong to the strategy spec). ChatTTC *selects* among sampled answers; it never emits tool calls.
+Tools: ``bind_tools`` (and so ``with_structured_output``, ``create_agent(tools=...)``, a ToolNode
+loop) on a ChatTTC with a model (``model=``/``strategy=`` or ``workflow=``): each turn samples N
+responses with the tools in ONE request through the gateway and selects by voting over normalised
+tool calls, or over final answers for a text turn (:mod:`._tool_turns`); malformed or invalid calls
+cannot win. ``run_budget`` is one budget for every call of an agent run, keyed by ``thread_id``
+(:mod:`._runs`); a turn whose N samples no longer fit falls back to one sample
+(``response_metadata["ttc_fallback"]``), and the run never overspends. v1 uses FIXED per-turn
+settings (the same N, temperature and seed offset every turn): no per-turn difficulty estimate.
+
+Not supported: sampling parameters per call (``temperature`` etc.: they belong to the strategy
+spec); tool calls recorded in a ``ResponseStore`` (tool-bound requests are always sampled).
 
 Every graph run is named ``ttc:<strategy>`` (``ttc:router`` for the router) and tagged
 ``ttc-agents`` and ``<strategy>``, with metadata naming the strategy and workflow, so LangSmith
@@ -87,7 +96,8 @@ __all__ = [
 
 
 class ToolCallingNotSupportedError(NotImplementedError):
-    """Raised by :meth:`ChatTTC.bind_tools` (and so ``with_structured_output``)."""
+    """Raised by :meth:`ChatTTC.bind_tools` (and so ``with_structured_output``) on a ChatTTC of ``graph=``
+    alone: there is no model to sample tool calls from."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -562,7 +572,7 @@ class ChatTTC(BaseChatModel):
         run: RunState | None,
     ) -> AIMessage:
         if binding is not None:
-            return await self._tool_turn(messages, stop, budget, binding, tool_choice, run)
+            return await self._tool_turn(messages, stop, budget, binding, tool_choice, run, callbacks)
         return await self._graph_turn(messages, stop, callbacks, budget)
 
     async def _graph_turn(
@@ -604,8 +614,10 @@ class ChatTTC(BaseChatModel):
         binding: ToolBinding,
         tool_choice: Any,
         run: RunState | None,
+        callbacks: Any = None,
     ) -> AIMessage:
-        """One tool-bound turn: N samples in one request, then the vote (see :mod:`._tool_turns`)."""
+        """One tool-bound turn: N samples in one request, then the vote (see :mod:`._tool_turns`).
+        Progress: custom events ``ttc_progress`` with stages ``tools/sample`` and ``tools/select``."""
         from ttc_agents._llm.gateway import get_default_gateway, prompt_token_bound, tools_token_bound
 
         settings: TurnSettings = self.turns
@@ -650,6 +662,13 @@ class ChatTTC(BaseChatModel):
             seed=seed,
             **params,
         )
+        progress = _has_parent_run(callbacks)
+        if progress:
+            await adispatch_custom_event(
+                "ttc_progress",
+                {"stage": "tools/sample", "samples": len(batch.samples), "spent": ledger.total.as_dict()},
+                config={"callbacks": callbacks},
+            )
         require = tool_choice == "required" or isinstance(tool_choice, Mapping)
         vote = vote_turn(batch.samples, binding, require_call=require)
         content, tool_calls = "", []
@@ -668,6 +687,12 @@ class ChatTTC(BaseChatModel):
             content, chosen_answer = await self._select_text(conversation, batch.samples, vote, ledger)
         snapshot = ledger.snapshot()
         total = snapshot.total
+        if progress:
+            await adispatch_custom_event(
+                "ttc_progress",
+                {"stage": "tools/select", "kind": vote.kind, "votes": vote.votes, "spent": total.as_dict()},
+                config={"callbacks": callbacks},
+            )
         turn = {
             "kind": vote.kind,
             "requested": settings.n,
