@@ -8,8 +8,8 @@ as a subgraph of an async or a sync parent). Input: ``{"question": str, "context
 
 - :func:`build_strategy_graph`: the graph of whichever strategy spec it is given;
 - :func:`build_best_of_n_graph`, :func:`build_beam_search_graph`, :func:`build_dvts_graph`,
-  :func:`build_revision_graph`, :func:`build_hybrid_graph`, :func:`build_adaptive_graph`: one builder
-  per strategy (one module each);
+  :func:`build_revision_graph`, :func:`build_hybrid_graph`, :func:`build_adaptive_graph`,
+  :func:`build_particle_filter_graph`: one builder per strategy (one module each);
 - :class:`StrategyInput`, :class:`StrategyOutput`, :class:`StrategyState`: the graphs' schemas;
 - :mod:`ttc_agents.graphs.router`: the compute-optimal router (``ttc_agents.Router``,
   ``ttc_agents.build_router_graph``).
@@ -28,6 +28,7 @@ from ttc_agents._core.specs import (
     BestOfNSpec,
     DVTSSpec,
     HybridSpec,
+    ParticleFilterSpec,
     RevisionSpec,
     StrategySpec,
 )
@@ -39,6 +40,7 @@ from ttc_agents.graphs.beam_search import build_beam_search_graph
 from ttc_agents.graphs.best_of_n import build_best_of_n_graph
 from ttc_agents.graphs.dvts import build_dvts_graph
 from ttc_agents.graphs.hybrid import build_hybrid_graph
+from ttc_agents.graphs.particle_filter import build_particle_filter_graph
 from ttc_agents.graphs.revision import build_revision_graph
 from ttc_agents.verifiers._base import ScoreFunction, Verifier
 
@@ -51,6 +53,7 @@ __all__ = [
     "build_best_of_n_graph",
     "build_dvts_graph",
     "build_hybrid_graph",
+    "build_particle_filter_graph",
     "build_revision_graph",
     "build_strategy_graph",
 ]
@@ -79,4 +82,5 @@ _BUILDERS: dict[type, Callable[..., CompiledStateGraph[StrategyState, None, Stra
     RevisionSpec: build_revision_graph,
     HybridSpec: build_hybrid_graph,
     AdaptiveSpec: build_adaptive_graph,
+    ParticleFilterSpec: build_particle_filter_graph,
 }

@@ -15,6 +15,7 @@ from ttc_agents import (
     Budget,
     DVTSSpec,
     HybridSpec,
+    ParticleFilterSpec,
     RevisionSpec,
     StrategySpec,
     build_strategy_graph,
@@ -29,8 +30,17 @@ widths = st.sampled_from([1, 2, 4])
 
 @st.composite
 def strategy_specs(draw: st.DrawFn) -> StrategySpec:
-    kind = draw(st.sampled_from(["best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive"]))
+    kind = draw(
+        st.sampled_from(["best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive", "particle_filter"])
+    )
     seed = draw(st.integers(0, 1000))
+    if kind == "particle_filter":
+        return ParticleFilterSpec(
+            n=draw(st.integers(1, 8)),
+            max_rounds=draw(st.integers(1, 8)),
+            weight_temperature=draw(st.sampled_from([0.1, 1.0])),
+            seed=seed,
+        )
     if kind == "adaptive":
         max_n = draw(st.integers(1, 16))
         return AdaptiveSpec(

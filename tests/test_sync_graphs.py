@@ -36,6 +36,7 @@ from ttc_agents import (
     Gateway,
     HybridSpec,
     ModelSpec,
+    ParticleFilterSpec,
     RevisionSpec,
     build_strategy_graph,
 )
@@ -130,6 +131,7 @@ GRAPHS: dict[str, Callable[[], CompiledStateGraph[Any, None, Any, Any]]] = {
     "revision": strategy(RevisionSpec(attempts=3, chains=2, seed=0)),
     "hybrid": strategy(HybridSpec(n=4, sequential_ratio=1.0, seed=0)),
     "adaptive": strategy(AdaptiveSpec(max_n=8, wave=4, seed=0)),
+    "particle_filter": strategy(ParticleFilterSpec(n=4, max_rounds=5, seed=0)),
     # best-of-N reusing the probe (the router's own nodes call the model) ...
     "router_best_of_n": router(BestOfNSpec(n=8, seed=0)),
     # ... and a strategy graph run inside the router's ``run`` node.

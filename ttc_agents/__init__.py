@@ -9,7 +9,8 @@ what not every user needs: :mod:`ttc_agents.graphs` (one builder per strategy), 
 Strategies
     :class:`BestOfNSpec`, :class:`BeamSearchSpec`, :class:`DVTSSpec`, :class:`RevisionSpec`,
     :class:`HybridSpec` (the paper's hyperparameters, validated), :class:`AdaptiveSpec` (early-stopping
-    sampling in waves, Adaptive-Consistency's rule), :data:`StrategySpec` (their union) and
+    sampling in waves, Adaptive-Consistency's rule), :class:`ParticleFilterSpec` (particle filtering
+    against a PRM), :data:`StrategySpec` (their union) and
     :func:`parse_strategy` (a spec from a dict); :func:`build_strategy_graph` compiles any of them.
 
 The compute-optimal router
@@ -80,6 +81,7 @@ if _typing.TYPE_CHECKING:
         BestOfNSpec,
         DVTSSpec,
         HybridSpec,
+        ParticleFilterSpec,
         RevisionSpec,
         StrategySpec,
         parse_strategy,
@@ -146,6 +148,7 @@ __all__ = [
     "ModelConfigError",
     "ModelSpec",
     "OracleEstimator",
+    "ParticleFilterSpec",
     "Policy",
     "PolicyAction",
     "PolicyEntry",
@@ -222,6 +225,7 @@ _EXPORTS: dict[str, str] = {
     "BestOfNSpec": "ttc_agents._core.specs",
     "DVTSSpec": "ttc_agents._core.specs",
     "HybridSpec": "ttc_agents._core.specs",
+    "ParticleFilterSpec": "ttc_agents._core.specs",
     "RevisionSpec": "ttc_agents._core.specs",
     "StrategySpec": "ttc_agents._core.specs",
     "parse_strategy": "ttc_agents._core.specs",

@@ -39,6 +39,7 @@ STYLE: Final[Mapping[str, tuple[str, str, str]]] = {
     "revision": ("sequential revisions", "tab:red", "^"),
     "hybrid": ("parallel x sequential", "tab:brown", "P"),
     "adaptive": ("adaptive sampling (early stop)", "tab:cyan", "X"),
+    "particle_filter": ("particle filtering (PRM)", "tab:olive", "h"),
     "router": ("compute-optimal router", "black", "*"),
 }
 

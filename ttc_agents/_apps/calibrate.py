@@ -20,7 +20,7 @@ What runs for each (question, model):
   ``hybrid`` with n = b and a sequential/parallel ratio of 1, and ``adaptive`` (early-stopping
   sampling) with max_n = b in waves of up to :data:`ADAPTIVE_WAVE`, weighted votes (majority without a
   verifier). Each is charged what its own ledger booked: the adaptive cell's cost is what it really
-  drew before it stopped (one prompt per wave), not its nominal b.
+  drew before it stopped (one prompt per wave), not its nominal b; ``particle_filter`` with b particles.
 
 The graphs are seeded with a seed stream of their own (:data:`GRAPH_SEED_OFFSET`), not the pool's:
 at run time the strategy after a probe is independent of the probe, and so it is here.
@@ -61,6 +61,7 @@ from ttc_agents._core.specs import (
     BestOfNSpec,
     DVTSSpec,
     HybridSpec,
+    ParticleFilterSpec,
     RevisionSpec,
     StrategySpec,
 )
@@ -101,7 +102,7 @@ ADAPTIVE_WAVE: Final = 4
 _COMPLETION_CAP_QUANTILE: Final = 0.995
 _COMPLETION_CAP_MARGIN: Final = 1.25
 
-STRATEGY_NAMES: Final = ("best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive")
+STRATEGY_NAMES: Final = ("best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive", "particle_filter")
 """Strategy names :func:`run_grid` accepts; ``best_of_n`` means both weighted and majority selection."""
 
 Estimator = Literal["probe", "oracle"]
@@ -255,6 +256,8 @@ def actions_for(strategy: str, model: str, budget: int) -> list[PolicyAction]:
         specs = [HybridSpec(n=budget, sequential_ratio=1.0)]
     elif strategy == "adaptive":
         specs = [AdaptiveSpec(max_n=budget, wave=min(ADAPTIVE_WAVE, budget), selection="weighted")]
+    elif strategy == "particle_filter":
+        specs = [ParticleFilterSpec(n=budget)]
     else:
         raise ValueError(f"unknown strategy {strategy!r}; use {', '.join(STRATEGY_NAMES)}")
     return [PolicyAction(model=model, strategy=spec) for spec in specs]

@@ -29,6 +29,7 @@ CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
     ("ttc_agents._core.specs", "RevisionSpec"),
     ("ttc_agents._core.specs", "HybridSpec"),
     ("ttc_agents._core.specs", "AdaptiveSpec"),
+    ("ttc_agents._core.specs", "ParticleFilterSpec"),
 )
 
 # Checkpoints written before the layer packages name the old module paths (ttc_agents._core.module_aliases).

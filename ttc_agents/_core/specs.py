@@ -19,6 +19,7 @@ __all__ = [
     "BestOfNSpec",
     "DVTSSpec",
     "HybridSpec",
+    "ParticleFilterSpec",
     "RevisionSpec",
     "StrategySpec",
     "TreeSearchSpec",
@@ -93,6 +94,16 @@ class DVTSSpec(TreeSearchSpec):
     strategy: Literal["dvts"] = "dvts"
 
 
+class ParticleFilterSpec(TreeSearchSpec):
+    """Particle filtering against a PRM (Puri et al. 2025): ``n`` particles, each unfinished one extended
+    by one step per round, weighted by softmax(step score / ``weight_temperature``) and resampled
+    (multinomially, seeded) to ``n`` every round; the answer by weighted vote over the final particles."""
+
+    strategy: Literal["particle_filter"] = "particle_filter"
+    width: Literal[1] = 1
+    weight_temperature: float = Field(default=1.0, gt=0.0, le=100.0)
+
+
 class RevisionSpec(_SpecBase):
     """Sequential revisions: ``chains`` chains of up to ``attempts`` attempts, each seeing ``context`` before it."""
 
@@ -139,7 +150,7 @@ class HybridSpec(_SpecBase):
 
 
 StrategySpec = Annotated[
-    BestOfNSpec | BeamSearchSpec | DVTSSpec | RevisionSpec | HybridSpec | AdaptiveSpec,
+    BestOfNSpec | BeamSearchSpec | DVTSSpec | RevisionSpec | HybridSpec | AdaptiveSpec | ParticleFilterSpec,
     Field(discriminator="strategy"),
 ]
 

@@ -64,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--strategies",
         default="best_of_n,beam_search,revision",
-        help="of best_of_n, beam_search, dvts, revision, hybrid, adaptive, router (default "
-        "best_of_n,beam_search,revision; the router runs whenever --policy is given)",
+        help="of best_of_n, beam_search, dvts, revision, hybrid, adaptive, particle_filter, router "
+        "(default best_of_n,beam_search,revision; the router runs whenever --policy is given)",
     )
     parser.add_argument("--budgets", default="1,2,4,8,16", help="generation budgets N (default 1,2,4,8,16)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created; reused to resume)")

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--strategies",
         default="best_of_n,beam_search,revision",
-        help="of best_of_n, beam_search, dvts, revision, hybrid, adaptive (default best_of_n,beam_search,revision)",
+        help="of best_of_n, beam_search, dvts, revision, hybrid, adaptive, particle_filter "
+        "(default best_of_n,beam_search,revision)",
     )
     parser.add_argument("--out", required=True, help="where to write the policy (JSON)")
     parser.add_argument(
