@@ -646,6 +646,7 @@ class ChatTTC(BaseChatModel):
         k = settings.n
         if fits < settings.n:
             k = 1
+            ledger.stop(limit or "max_samples")  # a limit cut the turn short, as a shrunk reservation records
             fallback = f"the budget is nearly spent ({limit}): this turn drew one sample instead of {settings.n}"
         params: dict[str, Any] = {"tools": list(binding.tools)}
         if tool_choice is not None:

@@ -243,3 +243,48 @@ def test_runs_are_keyed_by_thread_and_their_ledgers_are_bounded() -> None:
     assert llm.run_ledger("explicit") is not None
     llm.reset_runs()
     assert len(llm._runs) == 0
+
+
+async def test_a_workflow_agent_reports_progress_per_turn() -> None:
+    llm = ChatTTC(workflow="beam", config="examples/workflows.yaml", run_budget=Budget(max_samples=40))
+    agent = create_agent(model=llm, tools=[calculator])
+    config: Any = {"configurable": {"thread_id": "wf"}}
+    events = [e async for e in agent.astream_events({"messages": [HumanMessage(QUESTION)]}, config, version="v2")]
+    stages = [e["data"]["stage"] for e in events if e["event"] == "on_custom_event" and e["name"] == "ttc_progress"]
+    assert stages == ["tools/sample", "tools/select"] * 2
+    assert events[-1]["data"]["output"]["messages"][-1].content == "89"
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [Budget(max_samples=19), Budget(max_tokens=1200), Budget(max_usd=0.00012), Budget(max_samples=3)],
+    ids=["samples", "tokens", "usd", "tiny"],
+)
+def test_a_run_never_overspends_its_budget(budget: Budget, scripted_calls: list[Any]) -> None:
+    llm = ChatTTC(model="scripted/arith", strategy=BestOfNSpec(n=8, seed=2, max_tokens=64), run_budget=budget)
+    agent = create_agent(model=llm, tools=[calculator])
+    config: Any = {"configurable": {"thread_id": "tight"}}
+    for question, _ in questions(4):
+        agent.invoke({"messages": [HumanMessage(question)]}, config)
+    ledger = llm.run_ledger("tight")
+    assert ledger is not None
+    spent = ledger.total
+    assert spent.samples == sum(n for n, _, _ in scripted_calls)  # every request is in the run's ledger
+    assert spent.total_tokens == sum(u.total_tokens for _, u, _ in scripted_calls)
+    for unit, limit in budget.limits().items():
+        assert spent.in_units()[unit] <= limit
+    assert ledger.stopped_by is not None  # the budget did bind
+
+
+async def test_the_gateway_returns_tool_calls_booked_like_any_sample() -> None:
+    from ttc_agents import Ledger, get_default_gateway
+
+    binding = bind_tool_specs([calculator])
+    ledger = Ledger(budget=Budget(max_samples=4))
+    batch = await get_default_gateway().sample(
+        "scripted/arith", [{"role": "user", "content": QUESTION}], 4, ledger=ledger, seed=0, tools=list(binding.tools)
+    )
+    assert len(batch.samples) == 4 and all(s.tool_calls for s in batch.samples)
+    call = batch.samples[0].tool_calls[0]  # type: ignore[index]
+    assert call["type"] == "function" and call["function"]["name"] == "calculator"
+    assert ledger.total.samples == 4 and ledger.total.calls == 1
