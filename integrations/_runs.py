@@ -8,7 +8,9 @@ A *run* is named by its key, taken from the call's RunnableConfig, first match w
    turn of a ``create_agent`` or ToolNode loop on one thread is one run; a thread that is continued
    later keeps drawing from the same budget until :meth:`RunLedgers.reset`);
 3. the root ``run_id`` of a LangGraph run, when the caller gave one (``config={"run_id": ...}``);
-4. else the call is a run of its own: its budget is the run budget, for that call alone.
+4. the LangGraph run the call is made in (``get_runtime().control``, one object per graph invocation,
+   shared by its subgraphs): every turn of one ``agent.invoke(...)`` without a thread is one run;
+5. else (a call outside any graph, with none of the above) the call is a run of its own.
 
 Ledgers are kept for the ``max_runs`` most recently used keys (least recently used first out), so a
 long-lived process does not grow without bound; a run evicted while idle starts afresh if it comes back.
@@ -35,8 +37,9 @@ def _text_key(value: Any) -> str | None:
     return str(value) if isinstance(value, str | int) and str(value) else None
 
 
-def run_key(metadata: Mapping[str, Any] | None) -> str | None:
-    """The run key of the current call (see the module docstring), or None for a run of its own."""
+def run_key(metadata: Mapping[str, Any] | None) -> tuple[str | None, object | None]:
+    """The run key of the current call (see the module docstring; None for a run of its own), and the
+    object the key names when it is an identity (kept with the run's ledger, so the id stays unique)."""
     config = var_child_runnable_config.get() or {}
     configurable = config.get("configurable") or {}
     sources = [metadata or {}, config.get("metadata") or {}, configurable]
@@ -44,12 +47,25 @@ def run_key(metadata: Mapping[str, Any] | None) -> str | None:
         for source in sources:
             key = _text_key(source.get(name))
             if key is not None:
-                return f"{name}:{key}"
-    runtime = configurable.get("__pregel_runtime")
+                return f"{name}:{key}", None
+    runtime = _runtime() if config else None
     root = getattr(getattr(runtime, "execution_info", None), "run_id", None)
     if root is not None:
-        return f"run_id:{root}"
-    return None
+        return f"run_id:{root}", None
+    control = getattr(runtime, "control", None)
+    if control is not None:
+        return f"langgraph_run:{id(control)}", control
+    return None, None
+
+
+def _runtime() -> Any:
+    """LangGraph's runtime of the graph run the current call is in, if any."""
+    try:
+        from langgraph.runtime import get_runtime
+
+        return get_runtime()
+    except (RuntimeError, KeyError, ImportError):
+        return None
 
 
 @dataclass(slots=True)
@@ -59,6 +75,8 @@ class RunState:
     ledger: Ledger
     turns: int = 0
     fallbacks: int = 0
+    anchor: object | None = None
+    """What an identity key names (LangGraph's run control): held so that its id is not reused."""
     _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary
     )
@@ -85,9 +103,11 @@ class RunLedgers:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def get(self, key: str | None, budget: Budget, *, max_runs: int | None = None) -> RunState:
+    def get(
+        self, key: str | None, budget: Budget, *, max_runs: int | None = None, anchor: object | None = None
+    ) -> RunState:
         """The run of ``key`` (created with ``budget`` when new); ``None``: a fresh, unkept run.
-        ``max_runs`` replaces the bound of kept runs."""
+        ``max_runs`` replaces the bound of kept runs; ``anchor`` is kept with a new run (see RunState)."""
         if key is None:
             return RunState(Ledger(budget=budget))
         with self._lock:
@@ -95,7 +115,7 @@ class RunLedgers:
                 self.max_runs = max_runs
             state = self._runs.get(key)
             if state is None:
-                state = self._runs[key] = RunState(Ledger(budget=budget))
+                state = self._runs[key] = RunState(Ledger(budget=budget), anchor=anchor)
             self._runs.move_to_end(key)
             while len(self._runs) > self.max_runs:
                 self._runs.popitem(last=False)

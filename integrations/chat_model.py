@@ -493,7 +493,7 @@ class ChatTTC(BaseChatModel):
         messages: list[BaseMessage],
         stop: list[str] | None,
         callbacks: Any,
-        key: str | None = None,
+        key: tuple[str | None, object | None] = (None, None),
         **kwargs: Any,
     ) -> AIMessage:
         budget = kwargs.pop("budget", None) or self.budget
@@ -518,7 +518,7 @@ class ChatTTC(BaseChatModel):
             message = await self._turn(messages, stop, callbacks, call_budget, binding, tool_choice, None)
             meta = {k: v for k, v in message.response_metadata.items() if k != "ttc_turn_ledger"}
             return message.model_copy(update={"response_metadata": meta})
-        run = self._runs.get(key, self.run_budget, max_runs=self.max_runs)
+        run = self._runs.get(key[0], self.run_budget, max_runs=self.max_runs, anchor=key[1])
         async with run.lock():
             ledger = run.ledger
             left = ledger.budget.remaining(ledger.total, ledger.elapsed())
@@ -539,7 +539,7 @@ class ChatTTC(BaseChatModel):
             meta = {k: v for k, v in message.response_metadata.items() if k != "ttc_turn_ledger"}
             snapshot = ledger.snapshot()
             meta["ttc_run"] = {
-                "key": key,
+                "key": key[0],
                 "turns": run.turns,
                 "fallbacks": run.fallbacks,
                 "spent": snapshot.total.as_dict(),

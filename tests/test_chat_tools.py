@@ -288,3 +288,17 @@ async def test_the_gateway_returns_tool_calls_booked_like_any_sample() -> None:
     call = batch.samples[0].tool_calls[0]  # type: ignore[index]
     assert call["type"] == "function" and call["function"]["name"] == "calculator"
     assert ledger.total.samples == 4 and ledger.total.calls == 1
+
+
+def test_without_a_thread_one_agent_invocation_is_one_run() -> None:
+    llm = ChatTTC(model="scripted/arith", strategy=BestOfNSpec(n=4, seed=0), run_budget=Budget(max_samples=40))
+    agent = create_agent(model=llm, tools=[calculator])
+    keys = []
+    for _ in range(2):
+        state = agent.invoke({"messages": [HumanMessage(QUESTION)]})
+        runs = [m.response_metadata["ttc_run"] for m in state["messages"] if isinstance(m, AIMessage)]
+        assert [r["turns"] for r in runs] == [1, 2] and runs[0]["key"] == runs[1]["key"]
+        keys.append(runs[0]["key"])
+        ledger = llm.run_ledger(runs[0]["key"])
+        assert ledger is not None and ledger.total.samples == 8
+    assert keys[0] != keys[1] and keys[0].startswith("langgraph_run:")
