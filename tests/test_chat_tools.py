@@ -302,3 +302,37 @@ def test_without_a_thread_one_agent_invocation_is_one_run() -> None:
         ledger = llm.run_ledger(runs[0]["key"])
         assert ledger is not None and ledger.total.samples == 8
     assert keys[0] != keys[1] and keys[0].startswith("langgraph_run:")
+
+
+# -- the scripted double's tool calls -----------------------------------------------------------------
+
+
+def _respond(question: str, n: int, **params: Any) -> Any:
+    tools = list(bind_tool_specs([calculator]).tools)
+    request = {"n": n, "tools": tools, "seed": 0, **params}
+    return scripted.scripted_respond("scripted/arith", [{"role": "user", "content": question}], request)
+
+
+def test_the_double_calls_the_calculator_with_a_seeded_per_question_error_rate() -> None:
+    wrong = malformed = total = 0
+    for question, _ in questions(100, seed=3):
+        response = _respond(question, 8)
+        for choice in response.choices:
+            assert choice.finish_reason == "tool_calls"
+            arguments = choice.message.tool_calls[0].function.arguments
+            total += 1
+            try:
+                expression = json.loads(arguments)["expression"]
+            except json.JSONDecodeError:
+                malformed += 1
+                continue
+            wrong += expression != question.removeprefix("What is ").removesuffix("?")
+        assert _respond(question, 8).choices[3].message.tool_calls[0].function.arguments == (
+            response.choices[3].message.tool_calls[0].function.arguments
+        )  # seeded: the same request, the same calls
+    rate = (wrong + malformed) / total
+    assert 0.25 < rate < 0.5 and 0.2 < malformed / (wrong + malformed) < 0.5
+    greedy = _respond(QUESTION, 4, temperature=0)
+    assert len({c.message.tool_calls[0].function.arguments for c in greedy.choices}) == 1
+    text = _respond(QUESTION, 2, tool_choice="none")
+    assert text.choices[0].message.tool_calls is None and "\\boxed{89}" in text.choices[0].message.content
