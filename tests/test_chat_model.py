@@ -276,7 +276,9 @@ def test_tools_need_a_model_to_sample_calls_from(llm: ChatTTC) -> None:
         graph_only.bind_tools([add])
     assert isinstance(info.value, NotImplementedError)
     with pytest.raises(NotImplementedError):
-        graph_only.with_structured_output({"title": "Answer", "type": "object", "properties": {"x": {"type": "number"}}})
+        graph_only.with_structured_output(
+            {"title": "Answer", "type": "object", "properties": {"x": {"type": "number"}}}
+        )
     assert graph_only.bind_tools([]) is graph_only
     assert llm.bind_tools([]) is llm
     assert llm.bind_tools([add]) is not llm  # tools: tests/test_chat_tools.py
