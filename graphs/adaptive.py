@@ -26,7 +26,7 @@ from langgraph.graph.state import CompiledStateGraph
 from ttc_agents._core.budget import Budget, Ledger
 from ttc_agents._core.candidates import Candidate, select_answer
 from ttc_agents._core.specs import AdaptiveSpec
-from ttc_agents._core.stopping import lead_probability
+from ttc_agents._core.stopping import keep_probability, lead_probability
 from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.moves import (
@@ -59,10 +59,15 @@ def vote_totals(candidates: Sequence[Candidate], selection: Literal["majority", 
 
 def should_stop(spec: AdaptiveSpec, candidates: Sequence[Candidate]) -> bool:
     """The stopping rule on the samples drawn so far: ``max_n`` reached, or the leader's
-    :func:`~ttc_agents._core.stopping.lead_probability` at least ``threshold``."""
+    :func:`~ttc_agents._core.stopping.lead_probability` (``rule="beta"``) or
+    :func:`~ttc_agents._core.stopping.keep_probability` over the samples left (``predictive``) at least
+    ``threshold``."""
     if wave_size(spec, len(candidates)) == 0:
         return True
-    return lead_probability(vote_totals(candidates, spec.selection)) >= spec.threshold
+    votes = vote_totals(candidates, spec.selection)
+    if spec.rule == "predictive":
+        return keep_probability(votes, spec.max_n - len(candidates)) >= spec.threshold
+    return lead_probability(votes) >= spec.threshold
 
 
 def replay_stop(spec: AdaptiveSpec, stream: Sequence[Candidate]) -> int:

@@ -21,7 +21,7 @@ from ttc_agents import (
     parse_strategy,
 )
 from ttc_agents._apps.calibrate import actions_for
-from ttc_agents._core.stopping import beta_sf_half, lead_probability, top_two
+from ttc_agents._core.stopping import beta_sf_half, keep_probability, lead_probability, top_two
 from ttc_agents._llm.gateway import get_default_gateway
 from ttc_agents.graphs.adaptive import replay_stop, should_stop, vote_totals, wave_size
 
@@ -90,6 +90,34 @@ def test_weighted_totals_are_monotone_and_symmetric() -> None:
         assert beta_sf_half(lead + 1, 1.7) + beta_sf_half(1.7, lead + 1) == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(ValueError, match="non-negative"):
         lead_probability({"a": -1.0})
+
+
+def test_keep_probability_against_a_fixed_maximum() -> None:
+    # no samples left: a strict lead is kept for sure, a tie is not
+    assert keep_probability({"5": 3, "6": 2}, 0) == pytest.approx(1.0)
+    assert keep_probability({"5": 2, "6": 2}, 0) == 0.0
+    # two samples cannot overturn a lead of three
+    assert keep_probability({"5": 6, "6": 3}, 2) == pytest.approx(1.0)
+    # 1 against 1, one left: a strict lead only if it goes to the leader, P = 1/2 under Beta(2, 2)
+    assert keep_probability({"5": 1, "6": 1}, 1) == pytest.approx(0.5)
+    # 1 against 0, one left: the runner-up ties with P = 1/3 under Beta(2, 1)
+    assert keep_probability({"5": 1}, 1) == pytest.approx(2 / 3)
+    # 6 against 2, four left: only 0-4 or 1-3 splits fail
+    assert keep_probability({"5": 6, "6": 2}, 4) == pytest.approx(0.97902, abs=1e-5)
+    # it tends to the Beta rule as the samples left grow, and is above it for few
+    for counts in ({"5": 4}, {"5": 3, "6": 1}, {"5": 6, "6": 2}):
+        assert keep_probability(counts, 2000) == pytest.approx(lead_probability(counts), abs=2e-3)
+        assert keep_probability(counts, 4) >= lead_probability(counts)
+    with pytest.raises(ValueError, match="remaining"):
+        keep_probability({"5": 1}, -1)
+
+
+def test_the_predictive_rule_stops_sooner_near_max_n() -> None:
+    stream = votes(*"55565556" + "5556")
+    beta = AdaptiveSpec(max_n=12, wave=4)
+    predictive = AdaptiveSpec(max_n=12, wave=4, rule="predictive")
+    assert replay_stop(beta, stream) == 12  # (6, 2) after 8: 0.910 < 0.95
+    assert replay_stop(predictive, stream) == 8  # (6, 2) with 4 left: 0.979
 
 
 def test_top_two_and_vote_totals() -> None:

@@ -57,6 +57,10 @@ class AdaptiveSpec(_SpecBase):
     wave: PositiveInt = 4
     threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     selection: Literal["majority", "weighted"] = "majority"
+    rule: Literal["beta", "predictive"] = "beta"
+    """``beta``: the paper's rule, P(p1 > p2) (the leader leads at infinitely many samples); ``predictive``:
+    P(the leader still leads after the samples left up to ``max_n``), the question majority@max_n asks
+    (:func:`~ttc_agents._core.stopping.keep_probability`)."""
 
     @model_validator(mode="after")
     def _wave_fits(self) -> AdaptiveSpec:

@@ -13,6 +13,14 @@ stops after 4 agreeing samples at 0.95, and 3 against 1 (0.8125) keeps sampling.
 totals are sums of scores (the weighted vote's totals, :func:`~ttc_agents._core.candidates.select_answer`),
 used as pseudo-counts of the same Beta: real-valued, so the regularized incomplete beta function is
 computed by its continued fraction. Both are deterministic: no Monte Carlo, no seed.
+
+The Beta rule asks whether the leader leads the vote of infinitely many samples. Against majority at
+a fixed maximum ``max_n`` the question is narrower: will the leader still lead after the ``r`` samples
+that are left? :func:`keep_probability` answers it under the same posterior: of the ``r`` samples,
+``L`` go to the leader, ``L ~ BetaBinomial(r, v1 + 1, v2 + 1)`` (every remaining sample counted as a
+vote for one of the two, the worst case for the leader), and the leader keeps a strict lead when
+``v1 + L > v2 + r - L``. As ``r`` grows it tends to the Beta rule; near ``max_n`` it stops sooner,
+because few samples cannot overturn a lead.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["beta_sf_half", "lead_probability", "top_two"]
+__all__ = ["beta_sf_half", "keep_probability", "lead_probability", "top_two"]
 
 _EPS = 1e-15
 _MAX_TERMS = 300
@@ -42,6 +50,34 @@ def lead_probability(votes: Mapping[str, float]) -> float:
         raise ValueError(f"vote totals must be finite and non-negative, got {dict(votes)}")
     first, second = top_two(votes)
     return beta_sf_half(first + 1.0, second + 1.0)
+
+
+def keep_probability(votes: Mapping[str, float], remaining: int) -> float:
+    """P(the leader still strictly leads the runner-up after ``remaining`` more votes), the remaining
+    votes Beta-binomial between the two under Beta(v1 + 1, v2 + 1) (see the module doc). ``remaining``
+    0 is 1.0 with a strict lead, else 0.0."""
+    if remaining < 0:
+        raise ValueError(f"remaining must be non-negative, got {remaining}")
+    if any(v < 0 or not math.isfinite(v) for v in votes.values()):
+        raise ValueError(f"vote totals must be finite and non-negative, got {dict(votes)}")
+    first, second = top_two(votes)
+    a, b = first + 1.0, second + 1.0
+    log_beta_ab = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    total = 0.0
+    for lead_gets in range(remaining + 1):
+        if first + lead_gets <= second + remaining - lead_gets:
+            continue
+        log_pmf = (
+            math.lgamma(remaining + 1)
+            - math.lgamma(lead_gets + 1)
+            - math.lgamma(remaining - lead_gets + 1)
+            + math.lgamma(lead_gets + a)
+            + math.lgamma(remaining - lead_gets + b)
+            - math.lgamma(remaining + a + b)
+            - log_beta_ab
+        )
+        total += math.exp(log_pmf)
+    return min(1.0, total)
 
 
 def beta_sf_half(a: float, b: float) -> float:

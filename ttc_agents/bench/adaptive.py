@@ -91,7 +91,9 @@ async def _setting(setting: str, args: argparse.Namespace) -> list[dict[str, Any
                 return verdicts[answer]
 
             for m in sizes:
-                spec = AdaptiveSpec(max_n=m, wave=min(args.wave, m), threshold=args.threshold, seed=seed)
+                spec = AdaptiveSpec(
+                    max_n=m, wave=min(args.wave, m), threshold=args.threshold, rule=args.rule, seed=seed
+                )
                 prefix = pool[:m]
                 majority = right(select_answer(prefix, "majority").answer)
                 drawn = replay_stop(spec, prefix)
@@ -101,6 +103,8 @@ async def _setting(setting: str, args: argparse.Namespace) -> list[dict[str, Any
                 add(m, "difference", float(adaptive) - float(majority))
                 add(m, "samples", float(drawn))
                 add(m, "majority_tokens", standalone_cost(snapshot, m / len(pool)).tokens)
+                if args.no_graph:
+                    continue
                 graph = build_strategy_graph(
                     spec.model_copy(update={"seed": seed + _GRAPH_SEED_OFFSET}), model=model, gateway=gateway
                 )
@@ -116,6 +120,8 @@ async def _setting(setting: str, args: argparse.Namespace) -> list[dict[str, Any
     for m in sizes:
         r = rows[m]
         mean = {k: math.fsum(v) / len(v) for k, v in r.items()}
+        for key in ("graph_samples", "graph_calls", "graph_tokens", "graph_accuracy"):
+            mean.setdefault(key, math.nan)
         difference, half_width = _paired(r["difference"])
         out.append(
             {
@@ -123,6 +129,7 @@ async def _setting(setting: str, args: argparse.Namespace) -> list[dict[str, Any
                 "max_n": m,
                 "wave": min(args.wave, m),
                 "threshold": args.threshold,
+                "rule": args.rule,
                 "runs": len(r["difference"]),
                 "majority_accuracy": mean["majority"],
                 "adaptive_accuracy": mean["adaptive"],
@@ -170,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-n", default="16,32,64", help="maxima M to compare at")
     parser.add_argument("--wave", type=int, default=4)
     parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument("--rule", choices=("beta", "predictive"), default="beta")
+    parser.add_argument("--no-graph", action="store_true", help="the paired replay only (no graph runs)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", default=None, help="directory for adaptive.json")
     args = parser.parse_args(argv)

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--parameters", type=float, default=None, help="the model's parameter count, for FLOPs (e.g. 1.5e9)"
     )
     parser.add_argument(
-        "--verifier", default="none", help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL"
+        "--verifier", default="none", help="none | arithmetic | confidence | prm:MODEL | orm:MODEL | reward:URL#MODEL"
     )
     parser.add_argument(
         "--strategies",

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--model", action="append", required=True, help="a model to calibrate (repeat for several)")
     parser.add_argument("--api-base", default=None, help="api_base for every --model (an OpenAI-compatible server)")
     parser.add_argument(
-        "--verifier", required=True, help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL"
+        "--verifier", required=True, help="none | arithmetic | confidence | prm:MODEL | orm:MODEL | reward:URL#MODEL"
     )
     parser.add_argument("--budgets", default="1,2,4,8,16", help="generation budgets N (default 1,2,4,8,16)")
     parser.add_argument(

@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument(
         "--verifier",
         default="arithmetic",
-        help="none | arithmetic | prm:MODEL | orm:MODEL | reward:URL#MODEL (default: arithmetic)",
+        help="none | arithmetic | confidence | prm:MODEL | orm:MODEL | reward:URL#MODEL (default: arithmetic)",
     )
     strategy = parser.add_argument_group("strategy (see below for which flags each takes)")
     strategy.add_argument("--strategy", choices=STRATEGIES, default="best_of_n", help="default: best_of_n")
