@@ -13,7 +13,8 @@ turn, with the earlier turns as ``context``, and returns the selected answer as 
 
 Supported: ``invoke`` (sync; safe inside a running event loop), ``ainvoke``, ``batch``,
 ``abatch``, ``stream``/``astream`` (the selected answer as chunks once it is selected: text word by
-word, tool calls as ``tool_call_chunks``, then a last chunk with usage and metadata; progress shows in
+word, tool calls as ``tool_call_chunks``, then a last chunk with usage and metadata; the same chunks
+reach streaming callbacks, so an agent's ``stream_mode="messages"`` streams them; progress shows in
 ``astream_events``: LangGraph's events of every graph node, plus custom events ``ttc_progress`` per
 stage and ``ttc_result`` at the end), ``with_retry``, ``with_fallbacks``, LCEL chains and agents. The
 message carries ``usage_metadata`` (tokens of EVERY call of the turn, verifier calls included) and
@@ -59,7 +60,7 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.pregel import Pregel
@@ -749,6 +750,10 @@ class ChatTTC(BaseChatModel):
         callbacks = child_callbacks(run_manager)
         key = run_key(run_manager.metadata if run_manager is not None else None)
         message = await self._arun(messages, stop, callbacks, key, **kwargs)
+        if run_manager is not None and run_manager.handlers:
+            message = message.model_copy(update={"id": message.id or f"lc_run-{run_manager.run_id}"})
+            for chunk in _message_chunks(message)[:-1]:
+                await run_manager.on_llm_new_token(str(chunk.content), chunk=ChatGenerationChunk(message=chunk))
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output=dict(message.response_metadata))
 
     def _generate(
@@ -761,6 +766,10 @@ class ChatTTC(BaseChatModel):
         callbacks = child_callbacks(run_manager)
         key = run_key(run_manager.metadata if run_manager is not None else None)
         message = run_sync(self._arun(messages, stop, callbacks, key, **kwargs))
+        if run_manager is not None and run_manager.handlers:
+            message = message.model_copy(update={"id": message.id or f"lc_run-{run_manager.run_id}"})
+            for chunk in _message_chunks(message)[:-1]:
+                run_manager.on_llm_new_token(str(chunk.content), chunk=ChatGenerationChunk(message=chunk))
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output=dict(message.response_metadata))
 
 

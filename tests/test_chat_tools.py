@@ -336,3 +336,15 @@ def test_the_double_calls_the_calculator_with_a_seeded_per_question_error_rate()
     assert len({c.message.tool_calls[0].function.arguments for c in greedy.choices}) == 1
     text = _respond(QUESTION, 2, tool_choice="none")
     assert text.choices[0].message.tool_calls is None and "\\boxed{89}" in text.choices[0].message.content
+
+
+def test_agent_streams_messages_as_tool_call_chunks_then_text_chunks() -> None:
+    llm = ChatTTC(model="scripted/arith", strategy=BestOfNSpec(n=4, seed=0), output="solution")
+    agent = create_agent(model=llm, tools=[calculator])
+    streamed = [m for m, _ in agent.stream({"messages": [HumanMessage(QUESTION)]}, stream_mode="messages")]
+    kinds = [type(m).__name__ for m in streamed]
+    assert kinds[:2] == ["AIMessageChunk", "ToolMessage"] and set(kinds[2:]) == {"AIMessageChunk"}
+    first = streamed[0]
+    assert isinstance(first, AIMessageChunk) and first.tool_call_chunks[0]["name"] == "calculator"
+    assert "".join(str(m.content) for m in streamed[2:]) == "The answer is \\boxed{89}."
+    assert len({m.id for m in streamed[2:]}) == 1  # one message, no duplicate final copy
