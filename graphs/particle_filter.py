@@ -7,7 +7,8 @@ probabilistic inference).
 Round 0 samples N first steps in one request. Every later round extends each unfinished particle by
 one step (copies of one prefix share one request with n = copies), while finished particles stay as
 they are. ``verify`` scores the new steps (the moves beam search uses). ``resample`` weights every
-particle by softmax(score / ``weight_temperature``) and draws N particles with replacement in
+particle by softmax(logit(score) / ``weight_temperature``) (the PRM's P(correct) as odds: a step at
+0.9 outweighs one at 0.1 81 to 1 at temperature 1) and draws N particles with replacement in
 proportion (seeded per round), so that promising partial solutions multiply and poor ones die out
 without being cut deterministically. The answer is the weighted vote over the final particles
 (copies vote as often as they were drawn).
@@ -44,16 +45,24 @@ from ttc_agents.verifiers._base import ScoreFunction, Verifier
 __all__ = ["build_particle_filter_graph", "resample", "resampling_weights"]
 
 
+_CLIP = 1e-6
+
+
 def resampling_weights(particles: Sequence[Candidate], temperature: float) -> list[float]:
-    """softmax(score / temperature) over the particles (an unscored particle scores 1.0: uniform
-    weights without a verifier)."""
+    """softmax(logit(score) / temperature) over the particles, scores clipped to [1e-6, 1 - 1e-6] (an
+    unscored particle has log-odds 0: uniform weights without a verifier)."""
     if not particles:
         return []
-    logits = [(1.0 if p.score is None else p.score) / temperature for p in particles]
+    logits = [0.0 if p.score is None else _logit(p.score) / temperature for p in particles]
     top = max(logits)
     exps = [math.exp(x - top) for x in logits]
     total = math.fsum(exps)
     return [e / total for e in exps]
+
+
+def _logit(score: float) -> float:
+    p = min(max(score, _CLIP), 1.0 - _CLIP)
+    return math.log(p / (1.0 - p))
 
 
 def resample(particles: Sequence[Candidate], weights: Sequence[float], k: int, rng: random.Random) -> list[Candidate]:

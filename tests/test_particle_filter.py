@@ -42,11 +42,13 @@ def particle(score: float | None, name: str) -> Candidate:
     return Candidate(steps=(name,), score=score)
 
 
-def test_weights_are_a_softmax_of_the_scores() -> None:
+def test_weights_are_a_softmax_of_the_scores_log_odds() -> None:
     particles = [particle(0.9, "a"), particle(0.1, "b"), particle(None, "c")]
     weights = resampling_weights(particles, 0.5)
-    expected = [math.exp(0.9 / 0.5), math.exp(0.1 / 0.5), math.exp(1.0 / 0.5)]
+    expected = [math.exp(math.log(9) / 0.5), math.exp(-math.log(9) / 0.5), 1.0]
     assert weights == pytest.approx([e / sum(expected) for e in expected])
+    assert resampling_weights(particles[:2], 1.0)[0] == pytest.approx(81 / 82)
+    assert resampling_weights([particle(1.0, "a"), particle(0.0, "b")], 1.0)[1] > 0  # clipped, never 0
     assert resampling_weights([particle(None, "a"), particle(None, "b")], 1.0) == [0.5, 0.5]
     cold = resampling_weights(particles[:2], 0.01)
     assert cold[0] > 0.999  # a low temperature is nearly greedy

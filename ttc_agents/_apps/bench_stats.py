@@ -38,8 +38,8 @@ STYLE: Final[Mapping[str, tuple[str, str, str]]] = {
     "dvts": ("DVTS", "tab:purple", "D"),
     "revision": ("sequential revisions", "tab:red", "^"),
     "hybrid": ("parallel x sequential", "tab:brown", "P"),
-    "adaptive": ("adaptive sampling (early stop)", "tab:cyan", "X"),
-    "particle_filter": ("particle filtering (PRM)", "tab:olive", "h"),
+    "adaptive": ("adaptive sampling", "tab:cyan", "X"),
+    "particle_filter": ("particle filter (PRM)", "tab:olive", "h"),
     "router": ("compute-optimal router", "black", "*"),
 }
 

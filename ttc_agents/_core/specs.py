@@ -100,7 +100,7 @@ class DVTSSpec(TreeSearchSpec):
 
 class ParticleFilterSpec(TreeSearchSpec):
     """Particle filtering against a PRM (Puri et al. 2025): ``n`` particles, each unfinished one extended
-    by one step per round, weighted by softmax(step score / ``weight_temperature``) and resampled
+    by one step per round, weighted by softmax(logit(step score) / ``weight_temperature``) and resampled
     (multinomially, seeded) to ``n`` every round; the answer by weighted vote over the final particles."""
 
     strategy: Literal["particle_filter"] = "particle_filter"
