@@ -150,6 +150,15 @@ class Usage:
     unconfirmed_tokens: int = 0
     unconfirmed_usd: float = 0.0
     unconfirmed_flops: float = 0.0
+    reasoning_tokens: int = 0
+    """Of ``completion_tokens``, those the model spent on hidden reasoning (LiteLLM's
+    ``usage.completion_tokens_details.reasoning_tokens``); they are in every total already."""
+    thinking_samples: int = 0
+    """Samples requested with a thinking setting (effort level or thinking budget)."""
+    requested_reasoning_tokens: int = 0
+    """The thinking allowance those samples were given, summed: requested against :attr:`reasoning_tokens`."""
+    truncated: int = 0
+    """Samples cut at ``max_tokens`` with no answer left (the reasoning used it up): billed, never selected."""
 
     @property
     def total_tokens(self) -> int:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from litellm.exceptions import Timeout
 
 from ttc_agents._core.budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
+from ttc_agents._core.thinking import thinking_allowance, thinking_params
 from ttc_agents._llm.errors import (
     ModelConfigError,
     add_status_hint,
@@ -136,6 +137,12 @@ class Sample:
     logprobs: tuple[Mapping[str, Any], ...] | None = None
     tool_calls: tuple[Mapping[str, Any], ...] | None = None
 
+    @property
+    def truncated(self) -> bool:
+        """Cut at ``max_tokens`` with nothing left to read: the (hidden) reasoning used the whole cap. Such a
+        sample is billed like any other, and carries no answer, so it never wins a selection."""
+        return self.finish_reason == "length" and not self.text.strip() and not self.tool_calls
+
 
 @dataclass(frozen=True, slots=True)
 class SampleBatch:
@@ -206,6 +213,9 @@ class Gateway:
     _groups: RouterGroups = field(default_factory=RouterGroups)
     _reached: set[str] = field(default_factory=set)
     """The api_bases a call has succeeded at: a refused connection there is a restart, and retried."""
+    _passthrough: dict[tuple[str, bool | None], frozenset[str]] = field(default_factory=dict)
+    """Per (model, supports_thinking): the thinking parameters LiteLLM would drop on that route but the
+    model takes (sent with ``allowed_openai_params``)."""
 
     async def sample(
         self,
@@ -239,6 +249,7 @@ class Gateway:
         spec = ModelSpec.of(model)
         ledger = ledger if ledger is not None else Ledger()
         request: dict[str, Any] = {**spec.extra_params, **params, "max_tokens": max_tokens or spec.max_tokens}
+        self._add_thinking(spec, request)
         if temperature is not None:
             request["temperature"] = temperature
         if stop:
@@ -268,7 +279,8 @@ class Gateway:
         prompt_tokens: int | None = None,
     ) -> tuple[list[Sample], Usage]:
         store_key = None
-        if self.store is not None and "tools" not in request:  # the store keeps no tool calls
+        # The store keeps no tool calls and no reasoning counts: such requests are always sampled.
+        if self.store is not None and "tools" not in request and spec.thinking is None:
             # The server is part of the key: one server's recordings never answer another's requests.
             store_key = self.store.request_key(spec.name, messages, {**request, "seed": seed}, api_base=spec.api_base)
             replayed = await self._replay(spec, messages, store_key, k, request, ledger, node)
@@ -330,6 +342,9 @@ class Gateway:
         ``retry.max_attempts``.
         """
         in_price, out_price = self.prices(spec)
+        reasoning_price = self.reasoning_price(spec)
+        if out_price is not None and reasoning_price is not None:
+            out_price = max(out_price, reasoning_price)  # the worst case: every completion token a reasoning one
         max_tokens = int(request["max_tokens"])
         prompt_bound = (
             prompt_token_bound(messages) + tools_token_bound(request.get("tools"), request.get("tool_choice"))
@@ -373,6 +388,9 @@ class Gateway:
                 raise
             prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
             completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0)
+            reasoning = _reasoning_tokens(response.usage)
+            if reasoning > completion_tokens:  # a server that counts reasoning apart from the completion
+                completion_tokens += reasoning
             book_as, priced = self._booking(spec, response)
             choices = list(response.choices or ())[: reservation.n]
             if not choices:
@@ -387,9 +405,6 @@ class Gateway:
                     ledger.stop("max_seconds")
                     return None
                 continue
-            usage = self._usage(priced, prompt_tokens, completion_tokens, samples=len(choices), calls=1)
-            ledger.settle(reservation, usage, node=node, model=book_as)
-            self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
             want_logprobs = "logprobs" in kwargs
             samples = [
                 Sample(
@@ -400,6 +415,22 @@ class Gateway:
                 )
                 for c in choices
             ]
+            thinking: dict[str, int] = {}
+            if spec.thinking is not None and spec.supports_thinking is not False:
+                allowance = thinking_allowance(spec.thinking, spec.thinking_tokens)
+                thinking = {"thinking_samples": len(samples), "requested_reasoning_tokens": len(samples) * allowance}
+            usage = self._usage(
+                priced,
+                prompt_tokens,
+                completion_tokens,
+                samples=len(choices),
+                calls=1,
+                reasoning_tokens=reasoning,
+                truncated=sum(s.truncated for s in samples),
+                **thinking,
+            )
+            ledger.settle(reservation, usage, node=node, model=book_as)
+            self._check_overrun(ledger, completion_tokens, max_tokens * reservation.n)
             return _CallResult(samples, usage, granted=reservation.n)
 
     @staticmethod
@@ -431,14 +462,41 @@ class Gateway:
         return (spec.name, spec) if spec.group is None else self._groups.booking(spec, response)
 
     def _usage(self, spec: ModelSpec, prompt: int, completion: int, **counts: int) -> Usage:
+        """The usage of one answer, priced: reasoning tokens (part of ``completion``) at the reasoning price."""
         in_price, out_price = self.prices(spec)
+        reasoning = min(counts.get("reasoning_tokens", 0), completion)
+        reasoning_price = self.reasoning_price(spec)
+        usd = prompt * (in_price or 0.0) + (completion - reasoning) * (out_price or 0.0)
+        usd += reasoning * (reasoning_price if reasoning_price is not None else out_price or 0.0)
         return Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            usd=prompt * (in_price or 0.0) + completion * (out_price or 0.0),
-            flops=spec.flops(prompt + completion),
-            **counts,
+            prompt_tokens=prompt, completion_tokens=completion, usd=usd, flops=spec.flops(prompt + completion), **counts
         )
+
+    def _add_thinking(self, spec: ModelSpec, request: dict[str, Any]) -> None:
+        """Put ``spec.thinking`` into ``request``: its LiteLLM parameters, and ``max_tokens`` grown by its
+        allowance (so that the answer keeps its cap and the reservation covers the reasoning)."""
+        params = thinking_params(spec.thinking) if spec.supports_thinking is not False else {}
+        if not params:
+            return
+        request.update(params)
+        request["max_tokens"] = int(request["max_tokens"]) + thinking_allowance(spec.thinking, spec.thinking_tokens)
+        passthrough = self._thinking_passthrough(spec) & set(params)
+        if passthrough:
+            request["allowed_openai_params"] = sorted({*request.get("allowed_openai_params", ()), *passthrough})
+
+    def _thinking_passthrough(self, spec: ModelSpec) -> frozenset[str]:
+        """The thinking parameters to send although LiteLLM's route for ``spec`` would drop them: none unless
+        the model takes them (``spec.supports_thinking``, else LiteLLM's ``supports_reasoning``)."""
+        key = (spec.name, spec.supports_thinking)
+        if key not in self._passthrough:
+            names = frozenset({"reasoning_effort", "thinking"})
+            try:
+                takes = spec.supports_thinking or bool(litellm.supports_reasoning(model=spec.name))
+                supported = set(litellm.get_supported_openai_params(model=spec.name) or ()) if takes else set(names)
+            except Exception:
+                takes, supported = bool(spec.supports_thinking), set()
+            self._passthrough[key] = names - supported if takes else frozenset()
+        return self._passthrough[key]
 
     async def _complete_with_retries(
         self,
@@ -580,6 +638,22 @@ class Gateway:
             spec.usd_per_output_token if spec.usd_per_output_token is not None else known_out,
         )
 
+    def reasoning_price(self, spec: ModelSpec) -> float | None:
+        """USD per reasoning token: the spec's, else LiteLLM's ``output_cost_per_reasoning_token``, else None
+        (reasoning is then priced as output)."""
+        if spec.usd_per_reasoning_token is not None:
+            return spec.usd_per_reasoning_token
+        if spec.group is not None:
+            return None
+        key = f"{spec.name}#reasoning"
+        if key not in self._prices:
+            try:
+                price = litellm.get_model_info(spec.name).get("output_cost_per_reasoning_token")
+            except Exception:
+                price = None
+            self._prices[key] = (price, price)
+        return self._prices[key][0]
+
     async def _replay(
         self,
         spec: ModelSpec,
@@ -667,6 +741,13 @@ class _ClientTimeout(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _reasoning_tokens(usage: Any) -> int:
+    """``usage.completion_tokens_details.reasoning_tokens`` (0 when the server reports none)."""
+    details = getattr(usage, "completion_tokens_details", None)
+    value = details.get("reasoning_tokens") if isinstance(details, Mapping) else getattr(details, "reasoning_tokens", 0)
+    return int(value or 0)
 
 
 def _register_secrets(spec: ModelSpec) -> None:

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from ttc_agents._core.thinking import EffortLevel, Thinking
 from ttc_agents._llm.deployments import RouterGroup
 
 __all__ = ["DEPLOYMENT_PARAMS", "SAMPLING_PARAMS", "ModelSpec", "check_sampling_params", "sampling_params"]
@@ -97,6 +98,22 @@ class ModelSpec(BaseModel):
     supports_n: bool = Field(default=True, description="send n samples in one request (topped up if short)")
     supports_logprobs: bool = True
     max_tokens: PositiveInt = Field(default=512, description="completion cap per sample")
+    thinking: Thinking | None = Field(
+        default=None,
+        description="effort level or thinking-token budget sent with every request (None: the model's default); "
+        "a request's max_tokens grows by its allowance, and so does its reservation",
+    )
+    thinking_tokens: dict[EffortLevel, PositiveInt] = Field(
+        default_factory=dict, description="per effort level: the thinking allowance (default EFFORT_ALLOWANCE)"
+    )
+    supports_thinking: bool | None = Field(
+        default=None,
+        description="send thinking settings: None lets LiteLLM decide per route, True sends them even where "
+        "LiteLLM would drop them (a deployment it does not know reasons), False never sends them",
+    )
+    usd_per_reasoning_token: NonNegativeFloat | None = Field(
+        default=None, description="USD per reasoning token (default: LiteLLM's cost map, else the output price)"
+    )
     timeout: PositiveFloat = 120.0
     max_concurrency: PositiveInt | None = None
     extra_params: dict[str, Any] = Field(

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from litellm.types.utils import Choices, Message, ModelResponse, Usage
+from litellm.types.utils import Choices, CompletionTokensDetailsWrapper, Message, ModelResponse, Usage
 
 from ttc_agents._llm.custom_llm import CustomLLMAdapter, custom_llm_error
 from ttc_agents._llm.litellm import litellm
@@ -32,6 +32,7 @@ from ttc_agents._llm.scripted.solutions import (
     _revise,
     _write_solution,
 )
+from ttc_agents._llm.scripted.thinking import reasoning_factor, reasoning_tokens, requested_reasoning
 from ttc_agents._llm.scripted.tokens import scripted_token_count, scripted_tokenize
 from ttc_agents._llm.scripted.tools import tool_drafts
 
@@ -70,14 +71,17 @@ def scripted_parameter_count() -> int:
     return 1_000_000
 
 
-def _draft(prompt: _Prompt, profile: str, scale: float, temperature: float, dice: _Dice) -> _Draft:
+def _draft(
+    prompt: _Prompt, profile: str, scale: float, temperature: float, dice: _Dice, reasoning: float = 1.0
+) -> _Draft:
+    """One completion; ``reasoning`` multiplies the per-step error probability (hidden reasoning's effect)."""
     if profile.startswith(_POPULATION_PREFIX):
         from ttc_agents._llm.population import population_draft
 
         return population_draft(prompt, profile, temperature, dice)
     question = prompt.question
     profile_p = min(question.error_p * scale, _MAX_PROFILE_P)
-    step_p = min(profile_p * (0.6 + 0.5 * max(temperature, 0.0)), _MAX_STEP_P)
+    step_p = min(profile_p * (0.6 + 0.5 * max(temperature, 0.0)), _MAX_STEP_P) * reasoning
     if prompt.role is _Role.GENERATE:
         return _write_solution(question, (), step_p, dice)
     if prompt.role is _Role.STEP_GENERATE:
@@ -148,7 +152,7 @@ def scripted_respond(
 
     ``model`` is a profile name with or without the ``scripted/`` prefix; ``optional_params`` holds the
     OpenAI parameters (``n``, ``temperature``, ``seed``, ``max_tokens``, ``stop``, ``logprobs``,
-    ``top_logprobs``).
+    ``top_logprobs``, ``reasoning_effort``, ``thinking``: see :mod:`ttc_agents._llm.scripted.thinking`).
     """
     profile, scale = _profile_scale(model)
     n = int(optional_params.get("n") or 1)
@@ -165,16 +169,26 @@ def scripted_respond(
     prompt = _read_prompt(_last_user_text(messages))
     greedy_key = prompt.greedy_key
     choices: list[Choices] = []
-    completion_tokens = 0
+    completion_tokens = reasoning_total = 0
+    thinks = not profile.startswith(_POPULATION_PREFIX) and prompt.role not in (_Role.JUDGE_STEP, _Role.JUDGE_ANSWER)
+    span = requested_reasoning(optional_params) if thinks else None  # judges and populations do not think
     tooled = _tool_choices(profile, scale, seed, temperature, n, prompt, messages, optional_params)
     if tooled is not None:
         choices, completion_tokens = tooled
     for index in range(n if tooled is None else 0):
         sample_key = (profile, "noseed" if seed is None else seed, prompt.question.text, index, prompt.salt)
         rng = None if temperature <= 0 else random.Random(_stable_hash(*sample_key))
-        draft = _draft(prompt, profile, scale, temperature, _Dice(rng, greedy_key))
-        text, tokens, finish_reason = _truncate(draft.text, stop, None if max_tokens is None else int(max_tokens))
-        completion_tokens += len(tokens)
+        reasoning = reasoning_tokens(span, rng is None, *(greedy_key if rng is None else sample_key))
+        if max_tokens is not None:
+            reasoning = min(reasoning, int(max_tokens))
+        draft = _draft(prompt, profile, scale, temperature, _Dice(rng, greedy_key), reasoning_factor(reasoning))
+        answer_cap = None if max_tokens is None else int(max_tokens) - reasoning
+        if answer_cap is not None and answer_cap <= 0:  # the reasoning used up max_tokens: no answer
+            text, tokens, finish_reason = "", [], "length"
+        else:
+            text, tokens, finish_reason = _truncate(draft.text, stop, answer_cap)
+        completion_tokens += len(tokens) + reasoning
+        reasoning_total += reasoning
         logprobs = None
         if want_logprobs:
             logprob_rng = random.Random(_stable_hash("logprobs", *(greedy_key if rng is None else sample_key)))
@@ -191,6 +205,9 @@ def scripted_respond(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
+        completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=reasoning_total)
+        if span is not None
+        else None,
     )
     return response
 
@@ -277,9 +294,12 @@ def register_scripted_provider() -> None:
             "output_cost_per_token": OUTPUT_COST_PER_TOKEN,
             "cache_creation_input_token_cost": 0.0,
             "cache_read_input_token_cost": 0.0,
+            # The scaled profiles take reasoning_effort / thinking (see .thinking); the populations do not.
+            "supports_reasoning": name in SCRIPTED_PROFILES,
         }
         for name in _profile_names()
         if f"{PROVIDER}/{name}" not in litellm.model_cost
     }
     if missing:
         litellm.register_model(missing)
+
