@@ -92,7 +92,7 @@ def build_adaptive_graph(
     budget: Budget | None = None,
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the adaptive-sampling graph for ``spec``."""
-    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget, thinking=spec.thinking)
 
     async def generate(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])

@@ -48,7 +48,7 @@ def build_beam_search_graph(
     budget: Budget | None = None,
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the beam-search graph for ``spec``."""
-    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget, thinking=spec.thinking)
     keep = spec.n // spec.width
 
     async def expand(state: StrategyState) -> StrategyState:

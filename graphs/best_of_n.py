@@ -44,7 +44,7 @@ def build_best_of_n_graph(
     budget: Budget | None = None,
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the best-of-N graph for ``spec``."""
-    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget, thinking=spec.thinking)
 
     async def generate(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])

@@ -49,7 +49,7 @@ def build_dvts_graph(
     budget: Budget | None = None,
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the DVTS graph for ``spec``."""
-    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget, thinking=spec.thinking)
 
     async def expand(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])

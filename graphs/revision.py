@@ -58,7 +58,7 @@ def build_revision_graph(
     name: str = "revision",
 ) -> CompiledStateGraph[StrategyState, None, StrategyInput, StrategyOutput]:
     """Compile the sequential-revision graph for ``spec``."""
-    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget)
+    ctx = SearchContext.create(model, verifier, gateway=gateway, prompts=prompts, budget=budget, thinking=spec.thinking)
 
     async def generate(state: StrategyState) -> StrategyState:
         ledger = Ledger.resume(state["ledger"])

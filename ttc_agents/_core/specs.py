@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, model_validator
 
 from ttc_agents._core.candidates import Aggregation, SelectionMethod
+from ttc_agents._core.thinking import Thinking
 
 __all__ = [
     "AdaptiveSpec",
@@ -34,6 +35,11 @@ class _SpecBase(BaseModel):
     max_tokens: PositiveInt | None = Field(default=None, description="completion cap per sample")
     aggregation: Aggregation = "last"
     seed: int | None = None
+    thinking: Thinking | None = Field(
+        default=None,
+        description="the model's own reasoning for every sample of the strategy: an effort level "
+        "(none, minimal, low, medium, high) or a thinking-token budget; None keeps the model's setting",
+    )
 
 
 class BestOfNSpec(_SpecBase):
@@ -150,6 +156,7 @@ class HybridSpec(_SpecBase):
             max_tokens=self.max_tokens,
             aggregation=self.aggregation,
             seed=self.seed,
+            thinking=self.thinking,
         )
 
 

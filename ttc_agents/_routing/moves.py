@@ -25,6 +25,7 @@ from ttc_agents._core.answers import extract_answer, split_steps
 from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerSnapshot
 from ttc_agents._core.candidates import Aggregation, Candidate, Selection
 from ttc_agents._core.specs import TreeSearchSpec
+from ttc_agents._core.thinking import Thinking
 from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._llm.sync import run_sync
@@ -100,9 +101,14 @@ class SearchContext:
         gateway: Gateway | None = None,
         prompts: Mapping[str, str] | None = None,
         budget: Budget | None = None,
+        thinking: Thinking | None = None,
     ) -> SearchContext:
+        """The context of one strategy graph; ``thinking`` (a strategy spec's) overrides the model's own."""
+        spec = ModelSpec.of(model)
+        if thinking is not None:
+            spec = spec.model_copy(update={"thinking": thinking})
         return cls(
-            model=ModelSpec.of(model),
+            model=spec,
             verifier=None if verifier is None else as_verifier(verifier),
             gateway=gateway or get_default_gateway(),
             prompts=dict(prompts or {}),
@@ -198,7 +204,10 @@ async def sample_solutions(
             answer=_solution_answer(s),
             finished=True,
             attempt=attempt,
-            meta={TOKENS_META_KEY: token_trace(s.logprobs)} if wants_tokens and s.logprobs else {},
+            meta={
+                **({TOKENS_META_KEY: token_trace(s.logprobs)} if wants_tokens and s.logprobs else {}),
+                **({"truncated": True} if s.truncated else {}),
+            },
         )
         for s in batch.samples
     ]
@@ -206,7 +215,8 @@ async def sample_solutions(
 
 def _solution_answer(sample: Sample) -> str | None:
     """The final answer of a full solution. One cut by the length limit ends mid-step, so the number
-    it happens to end with is no answer: it has one only when a complete line before the cut states it."""
+    it happens to end with is no answer: it has one only when a complete line before the cut states it
+    (so a sample whose reasoning used the whole cap, :attr:`Sample.truncated`, has none)."""
     if sample.finish_reason != "length":
         return extract_answer(sample.text)
     complete = sample.text.rpartition("\n")[0]
@@ -246,7 +256,8 @@ async def extend_by_one_step(
             new_steps = [step for step in split_steps(s.text, delimiter or None) if step]
             steps = prefix.steps + tuple(new_steps)
             finished = not new_steps or any(has_final_answer(step) for step in new_steps)
-            answer = extract_answer("\n".join(steps)) if finished else None
+            # A step the reasoning left empty at max_tokens ends the beam without an answer: it never wins.
+            answer = extract_answer("\n".join(steps)) if finished and not s.truncated else None
             out.append(replace(prefix, steps=steps, finished=finished, answer=answer, step_scores=(), score=None))
         return out
 
