@@ -163,8 +163,13 @@ class Router:
         self.policy = policy
         self.models = specs
         self.unit = unit
-        self.ctx = SearchContext.create(
-            specs[policy.models[0]], verifier, gateway=gateway, prompts=prompts, budget=budget
+        self.ctx = SearchContext.create(  # the probe (and best-of-N after it) at the probe's thinking setting
+            specs[policy.models[0]],
+            verifier,
+            gateway=gateway,
+            prompts=prompts,
+            budget=budget,
+            thinking=policy.probe_thinking,
         )
         predictor = None if policy.probe_model is None else ProbePredictor.from_dict(policy.probe_model)
         self.estimator = estimator or ProbeEstimator(

@@ -22,6 +22,16 @@ What runs for each (question, model):
   verifier). Each is charged what its own ledger booked: the adaptive cell's cost is what it really
   drew before it stopped (one prompt per wave), not its nominal b; ``particle_filter`` with b particles.
 
+**Thinking settings.** With ``thinking`` levels (effort levels or thinking-token budgets; ``None`` is the
+model's default), every action above runs once per level: a sample pool per (model, level) and graph
+cells per level, the level being part of each action's spec. The difficulty statistics come from the
+first level (the probe's, :attr:`~ttc_agents._routing.policy.Policy.probe_thinking`). Per (model,
+level) the grid records what was requested and what the model delivered (reasoning tokens per sample,
+:attr:`Grid.thinking_report`): a level is *honoured* when the model reported reasoning for it, and more
+than at every cheaper honoured level (by :data:`HONOURED_MARGIN`). :func:`fit_grid` drops the cells of
+levels a model did not honour (except the first, the probe's), so the policy never buys effort a model
+does not deliver.
+
 The graphs are seeded with a seed stream of their own (:data:`GRAPH_SEED_OFFSET`), not the pool's:
 at run time the strategy after a probe is independent of the probe, and so it is here.
 
@@ -65,6 +75,7 @@ from ttc_agents._core.specs import (
     RevisionSpec,
     StrategySpec,
 )
+from ttc_agents._core.thinking import Thinking, thinking_allowance, thinking_label
 from ttc_agents._llm.gateway import Gateway, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.difficulty import ProbePredictor, bin_agreement, probe_features, rank_correlation
@@ -82,6 +93,7 @@ from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier, fre
 
 __all__ = [
     "ADAPTIVE_WAVE",
+    "HONOURED_MARGIN",
     "STRATEGY_NAMES",
     "CalibrationError",
     "CalibrationResult",
@@ -98,6 +110,9 @@ __all__ = [
 GRAPH_SEED_OFFSET: Final = 7919
 """Graph cells run with ``seed + GRAPH_SEED_OFFSET``: independent of the pool (and of its probe)."""
 ADAPTIVE_WAVE: Final = 4
+HONOURED_MARGIN: Final = 1.1
+"""A thinking level is honoured when its reasoning tokens per sample exceed this times the next cheaper
+honoured level's (and are above zero)."""
 """The grid's adaptive cells sample in waves of this many (fewer when the budget is smaller)."""
 _COMPLETION_CAP_QUANTILE: Final = 0.995
 _COMPLETION_CAP_MARGIN: Final = 1.25
@@ -165,6 +180,44 @@ class Grid:
     naive_cost: Cost
     """The sum of every cell's cost as if each were run alone (plus the first model's pool when no
     cell reads it: the difficulty statistics need it either way)."""
+    thinking: tuple[Thinking | None, ...] = (None,)
+    """The thinking levels swept (the first is the probe's)."""
+    thinking_usage: Mapping[tuple[str, str], Usage] = field(default_factory=dict)
+    """(model, level label) -> what that level's generation requests booked (requested and reasoning tokens)."""
+
+    def thinking_report(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per model, per level (label): samples asked with it, thinking tokens requested and reasoning
+        tokens delivered per sample, and whether the model honoured it (see the module docstring)."""
+        report: dict[str, dict[str, dict[str, Any]]] = {}
+        for model in self.models:
+            rows: dict[str, dict[str, Any]] = {}
+            for level in self.thinking:
+                usage = self.thinking_usage.get((model, thinking_label(level)), Usage())
+                asked = usage.thinking_samples
+                rows[thinking_label(level)] = {
+                    "samples": asked,
+                    "requested_tokens_per_sample": usage.requested_reasoning_tokens / asked if asked else 0.0,
+                    "reasoning_tokens_per_sample": usage.reasoning_tokens / asked if asked else 0.0,
+                    "truncated": usage.truncated,
+                    "honoured": level is None,
+                }
+            floor = 0.0
+            for level in sorted((lv for lv in self.thinking if lv is not None), key=thinking_allowance):
+                row = rows[thinking_label(level)]
+                delivered = row["reasoning_tokens_per_sample"]
+                row["honoured"] = delivered > 0 and delivered > floor * HONOURED_MARGIN
+                if row["honoured"]:
+                    floor = delivered
+            report[model] = rows
+        return report
+
+    def honoured(self, action: PolicyAction) -> bool:
+        """Whether ``action``'s thinking level was delivered by its model (the first level always counts)."""
+        level = action.strategy.thinking
+        if level == self.thinking[0]:
+            return True
+        row = self.thinking_report().get(action.model, {}).get(thinking_label(level))
+        return bool(row and row["honoured"])
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -241,8 +294,9 @@ def _width(budget: int) -> int:
     return divisor if divisor > 1 else budget
 
 
-def actions_for(strategy: str, model: str, budget: int) -> list[PolicyAction]:
-    """The action(s) a strategy name stands for at generation budget ``budget`` on ``model``."""
+def actions_for(strategy: str, model: str, budget: int, thinking: Thinking | None = None) -> list[PolicyAction]:
+    """The action(s) a strategy name stands for at generation budget ``budget`` on ``model``, at the
+    thinking setting ``thinking`` (None: the model's default)."""
     specs: list[StrategySpec]
     if strategy == "best_of_n":
         specs = [BestOfNSpec(n=budget, selection=selection) for selection in _POOL_SELECTIONS]
@@ -260,6 +314,8 @@ def actions_for(strategy: str, model: str, budget: int) -> list[PolicyAction]:
         specs = [ParticleFilterSpec(n=budget)]
     else:
         raise ValueError(f"unknown strategy {strategy!r}; use {', '.join(STRATEGY_NAMES)}")
+    if thinking is not None:
+        specs = [spec.model_copy(update={"thinking": thinking}) for spec in specs]
     return [PolicyAction(model=model, strategy=spec) for spec in specs]
 
 
@@ -310,6 +366,13 @@ class _UnitResult:
     difficulty: QuestionDifficulty | None = None
     spent: Cost = field(default_factory=Cost)
     naive: Cost = field(default_factory=Cost)
+    thinking: dict[tuple[str, str], Usage] = field(default_factory=dict)
+
+    def book_thinking(self, model: str, level: Thinking | None, snapshot: LedgerSnapshot) -> None:
+        """Add what ``snapshot``'s requests made with a thinking setting booked to (model, level)."""
+        key = (model, thinking_label(level))
+        asked = [e.usage for e in snapshot.entries if e.usage.thinking_samples]
+        self.thinking[key] = self.thinking.get(key, Usage()) + Usage.total(asked)
 
 
 class _GridRunner:
@@ -326,8 +389,10 @@ class _GridRunner:
         probe_samples: int,
         seed: int,
         search_budgets: Sequence[int] | None = None,
+        thinking: Sequence[Thinking | None] = (None,),
     ) -> None:
         self.models = list(models)
+        self.thinking = list(thinking)
         self.verifier = verifier
         self.budgets = list(budgets)
         self.search_budgets = self.budgets if search_budgets is None else sorted(set(search_budgets))
@@ -357,15 +422,16 @@ class _GridRunner:
 
     async def unit(self, problem: Problem, model: ModelSpec, first: bool, book: Callable[[Usage], None]) -> _UnitResult:
         result = _UnitResult()
-        size = self.pool_size(first)
-        if size:
-            await self._pool(problem, model, size, first, result, book)
-        for strategy in self.strategies:
-            if strategy == "best_of_n":
-                continue
-            for budget in self.search_budgets:
-                for action in actions_for(strategy, model.name, budget):
-                    await self._graph_cell(problem, model, action, budget, result, book)
+        for index, level in enumerate(self.thinking):
+            size = self.pool_size(first and index == 0)
+            if size:
+                await self._pool(problem, model, size, first and index == 0, result, book, level)
+            for strategy in self.strategies:
+                if strategy == "best_of_n":
+                    continue
+                for budget in self.search_budgets:
+                    for action in actions_for(strategy, model.name, budget, level):
+                        await self._graph_cell(problem, model, action, budget, result, book)
         return result
 
     async def _pool(
@@ -376,8 +442,11 @@ class _GridRunner:
         first: bool,
         result: _UnitResult,
         book: Callable[[Usage], None],
+        level: Thinking | None = None,
     ) -> None:
         ctx = replace(self.contexts[model.name], verifier=fresh_verifier(self.verifier))
+        if level is not None:
+            ctx = replace(ctx, model=ctx.model.model_copy(update={"thinking": level}))
         ledger = Ledger()
         state: StrategyState = {"question": problem.question}
         defaults = BestOfNSpec()
@@ -398,6 +467,7 @@ class _GridRunner:
         snapshot = ledger.snapshot()
         book(snapshot.total)
         result.spent = result.spent + Cost.of(snapshot.total)
+        result.book_thinking(model.name, level, snapshot)
         if len(pool) < size:
             raise CalibrationError(f"question {problem.id!r}: {model.name} returned {len(pool)} of {size} samples")
         verdicts = await asyncio.to_thread(_grade_all, problem, [c.answer for c in pool])
@@ -421,7 +491,7 @@ class _GridRunner:
             return
         for budget in self.budgets:
             cost = standalone_cost(snapshot, budget / len(pool), self.price)
-            for action in actions_for("best_of_n", model.name, budget):
+            for action in actions_for("best_of_n", model.name, budget, level):
                 spec = action.strategy
                 assert isinstance(spec, BestOfNSpec)
                 selection = select_answer(pool[:budget], spec.selection)
@@ -449,6 +519,7 @@ class _GridRunner:
             raise CalibrationError(f"question {problem.id!r}, {action.key}: {exc}") from exc
         usage: Usage = output["ledger"].total
         book(usage)
+        result.book_thinking(model.name, action.strategy.thinking, output["ledger"])
         answer = output.get("answer")
         correct = await asyncio.to_thread(grade, problem, answer)
         cost = Cost.of(usage)
@@ -460,9 +531,10 @@ class _GridRunner:
 
 
 def _completion_lengths(pool: LedgerSnapshot, candidates: Sequence[Candidate]) -> tuple[float, ...]:
-    """Per-sample completion tokens: the pool's generation count shared in proportion to text length
+    """Per-sample completion tokens of the answers: the pool's generation count (hidden reasoning left
+    out: the thinking allowance comes on top of a sample's cap) shared in proportion to text length
     (APIs report usage per request, not per sample)."""
-    generated = sum(e.usage.completion_tokens for e in pool.entries if e.node == "generate")
+    generated = sum(e.usage.completion_tokens - e.usage.reasoning_tokens for e in pool.entries if e.node == "generate")
     chars = [max(1, len(c.text)) for c in candidates]
     total = sum(chars)
     return tuple(generated * c / total for c in chars) if total else ()
@@ -527,8 +599,12 @@ async def run_grid(
     progress: bool = True,
     seed: int = 0,
     search_budgets: Sequence[int] | None = None,
+    thinking: Sequence[Thinking | None] = (None,),
 ) -> Grid:
     """Measure every (question, action, budget) cell; see the module docstring for what runs.
+
+    ``thinking``: the thinking settings every action runs at (effort levels, thinking-token budgets, or
+    None for the model's default); the first is the probe's.
 
     ``search_budgets`` (default: ``budgets``) are the budgets the strategies other than best-of-N
     run at: best-of-N is read from the sample pool at every budget for little cost, while a search
@@ -541,6 +617,9 @@ async def run_grid(
     """
     specs = [ModelSpec.of(m) for m in models]
     budget_list, strategy_list = _validate(problems, specs, budgets, strategies, probe_samples, concurrency)
+    levels = list(dict.fromkeys(thinking))
+    if not levels:
+        raise ValueError("thinking: give at least one level (None for the model's default)")
     checked = None if verifier is None else as_verifier(verifier)
     runner = _GridRunner(
         models=specs,
@@ -551,6 +630,7 @@ async def run_grid(
         probe_samples=probe_samples,
         seed=seed,
         search_budgets=None if search_budgets is None else _validate_budgets(search_budgets),
+        thinking=levels,
     )
     limit = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(problems) * len(specs), desc="calibrate", unit="unit", disable=not progress, file=sys.stderr)
@@ -582,9 +662,12 @@ async def run_grid(
     results = [task.result() for row in tasks for task in row]
     difficulty = {problem.id: row[0].result().difficulty for problem, row in zip(problems, tasks, strict=True)}
     grid_cost = naive_cost = Cost()
+    thinking_usage: dict[tuple[str, str], Usage] = {}
     for result in results:
         grid_cost = grid_cost + result.spent
         naive_cost = naive_cost + result.naive
+        for key, usage in result.thinking.items():
+            thinking_usage[key] = thinking_usage.get(key, Usage()) + usage
     return Grid(
         problems=tuple(problems),
         models=tuple(m.name for m in specs),
@@ -597,6 +680,8 @@ async def run_grid(
         difficulty={q: d for q, d in difficulty.items() if d is not None},
         grid_cost=grid_cost,
         naive_cost=naive_cost,
+        thinking=tuple(levels),
+        thinking_usage=thinking_usage,
     )
 
 
@@ -632,8 +717,9 @@ def fit_grid(
     else:
         statistic = grid.statistic(estimator)
     probe_costs = {q: d.probe_cost for q, d in grid.difficulty.items()} if estimator == "probe" else None
+    outcomes = [o for o in grid.outcomes if grid.honoured(o.action)]  # never buy effort that is not delivered
     policy = fit_policy(
-        grid.outcomes,
+        outcomes,
         statistic,
         models=list(grid.models),
         verifier=verifier_name if verifier_name is not None else grid.verifier,
@@ -643,13 +729,17 @@ def fit_grid(
         probe_costs=probe_costs,
         seed=seed,
         completion_caps=grid.completion_caps(),
+        probe_thinking=grid.thinking[0],
     )
     if quality:
         thresholds = policy.thresholds
         first, second = quality.pop("first_probe"), quality.pop("second_probe")
         if first:
             quality["bin_agreement_of_two_probes"] = bin_agreement(first, second, thresholds)
-    update: dict[str, Any] = {"probe_model": probe_model, "diagnostics": {**policy.diagnostics, "difficulty": quality}}
+    diagnostics = {**policy.diagnostics, "difficulty": quality}
+    if grid.thinking != (None,):
+        diagnostics["thinking"] = grid.thinking_report()
+    update: dict[str, Any] = {"probe_model": probe_model, "diagnostics": diagnostics}
     try:
         from ttc_agents._routing.difficulty import QuestionOnlyEstimator
 
@@ -709,8 +799,11 @@ async def calibrate(
     seed: int = 0,
     verifier_name: str | None = None,
     search_budgets: Sequence[int] | None = None,
+    thinking: Sequence[Thinking | None] = (None,),
 ) -> CalibrationResult:
     """Run the grid (:func:`run_grid`) and fit the policy (:func:`fit_grid`).
+
+    ``thinking`` are the thinking settings swept (see the module docstring); the first is the probe's.
 
     ``dataset`` is recorded in the policy (e.g. the dataset spec). ``verifier_name`` overrides the
     name the policy records for the verifier (default: the verifier's ``name``).
@@ -732,6 +825,7 @@ async def calibrate(
         progress=progress,
         seed=seed,
         search_budgets=search_budgets,
+        thinking=thinking,
     )
     policy = fit_grid(grid, dataset=dataset, estimator=estimator, seed=seed, verifier_name=verifier_name)
     return CalibrationResult(policy, grid)

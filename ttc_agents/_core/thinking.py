@@ -77,7 +77,7 @@ def thinking_params(setting: Thinking | None) -> dict[str, Any]:
     return {"thinking": {"type": "enabled", "budget_tokens": int(setting)}}
 
 
-def thinking_allowance(setting: Thinking | None, overrides: Mapping[str, int] | None = None) -> int:
+def thinking_allowance(setting: Thinking | None, overrides: Mapping[EffortLevel, int] | None = None) -> int:
     """Thinking tokens one sample at ``setting`` may use on top of its answer: a budget is itself, an
     effort level its entry in ``overrides`` (``ModelSpec.thinking_tokens``) or :data:`EFFORT_ALLOWANCE`."""
     if setting is None:

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ttc_agents._core.budget import UNIT_FIELDS, Budget, BudgetUnit, Usage
 from ttc_agents._core.specs import StrategySpec
+from ttc_agents._core.thinking import Thinking
 
 __all__ = [
     "POLICY_FORMAT_VERSION",
@@ -221,6 +222,9 @@ class Policy(BaseModel):
     dataset: str
     estimator: Literal["probe", "question", "oracle"] = "probe"
     probe_samples: int = Field(default=4, ge=1)
+    probe_thinking: Thinking | None = Field(
+        default=None, description="the thinking setting the difficulty probe samples at (the grid's first level)"
+    )
     thresholds: list[float] = Field(description="4 ascending cut points of the difficulty statistic")
     higher_is_easier: bool = True
     table: list[PolicyEntry]
@@ -372,9 +376,15 @@ class Policy(BaseModel):
 
 
 def reuses_probe(policy: Policy, action: PolicyAction) -> bool:
-    """Best-of-N on the policy's first model counts the probe samples among its N (the probe's
-    samples are samples of this very strategy), so its cost already includes the probe's."""
-    return policy.estimator == "probe" and action.strategy.strategy == "best_of_n" and action.model == policy.models[0]
+    """Best-of-N on the policy's first model at the probe's thinking setting counts the probe samples
+    among its N (the probe's samples are samples of this very strategy), so its cost already includes
+    the probe's."""
+    return (
+        policy.estimator == "probe"
+        and action.strategy.strategy == "best_of_n"
+        and action.model == policy.models[0]
+        and action.strategy.thinking == policy.probe_thinking
+    )
 
 
 def entry_cost(
@@ -472,6 +482,7 @@ def fit_policy(
     smoothing: float = 6.0,
     plan_unit: BudgetUnit = "tokens",
     completion_caps: Mapping[str, int] | None = None,
+    probe_thinking: Thinking | None = None,
 ) -> Policy:
     """Fit bins, eligible entries and the matched-compute table from measured outcomes.
 
@@ -491,6 +502,7 @@ def fit_policy(
         dataset=dataset,
         estimator=estimator,
         probe_samples=probe_samples,
+        probe_thinking=probe_thinking,
         thresholds=thresholds,
         higher_is_easier=higher_is_easier,
         table=[],

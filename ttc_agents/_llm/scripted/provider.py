@@ -183,8 +183,9 @@ def scripted_respond(
             reasoning = min(reasoning, int(max_tokens))
         draft = _draft(prompt, profile, scale, temperature, _Dice(rng, greedy_key), reasoning_factor(reasoning))
         answer_cap = None if max_tokens is None else int(max_tokens) - reasoning
+        tokens: list[str] = []
         if answer_cap is not None and answer_cap <= 0:  # the reasoning used up max_tokens: no answer
-            text, tokens, finish_reason = "", [], "length"
+            text, finish_reason = "", "length"
         else:
             text, tokens, finish_reason = _truncate(draft.text, stop, answer_cap)
         completion_tokens += len(tokens) + reasoning
