@@ -34,6 +34,7 @@ from ttc_agents import (
 )
 from ttc_agents._llm.errors import PROVIDER_KEYS, config_error_of
 from ttc_agents._llm.litellm import litellm
+from ttc_agents._llm.openai_http import OpenAIHTTPTransport
 from ttc_agents._llm.providers import register_providers
 from ttc_agents._llm.retry import is_retryable
 from ttc_agents._llm.secrets import register_secret
@@ -48,18 +49,32 @@ RETRIES = RetryPolicy(max_attempts=3, initial_wait=0.0, max_wait=0.0, jitter=0.0
 
 
 class Attempts:
-    """Counts ``litellm.acompletion`` calls, passing them on to LiteLLM (or refusing them: ``forward=False``)."""
+    """Counts requests, through LiteLLM (``litellm.acompletion``) or the lean transport to an OpenAI-compatible
+    ``api_base`` (``OpenAIHTTPTransport.chat``), passing them on (or refusing them: ``forward=False``)."""
 
     def __init__(self, forward: bool = True) -> None:
         self.count = 0
         self.forward = forward
         self._real = litellm.acompletion
+        self._real_chat = OpenAIHTTPTransport.chat
 
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _count(self) -> None:
         self.count += 1
         if not self.forward:
             raise AssertionError("a request was sent; the configuration check should have stopped it")
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._count()
         return await self._real(*args, **kwargs)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> Attempts:
+        async def chat(transport: OpenAIHTTPTransport, **kwargs: Any) -> Any:
+            self._count()
+            return await self._real_chat(transport, **kwargs)
+
+        monkeypatch.setattr(litellm, "acompletion", self)
+        monkeypatch.setattr(OpenAIHTTPTransport, "chat", chat)
+        return self
 
 
 @pytest.fixture(autouse=True)
@@ -78,16 +93,12 @@ def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def attempts(monkeypatch: pytest.MonkeyPatch) -> Attempts:
-    counter = Attempts()
-    monkeypatch.setattr(litellm, "acompletion", counter)
-    return counter
+    return Attempts().install(monkeypatch)
 
 
 @pytest.fixture
 def unsent(monkeypatch: pytest.MonkeyPatch) -> Attempts:
-    counter = Attempts(forward=False)
-    monkeypatch.setattr(litellm, "acompletion", counter)
-    return counter
+    return Attempts(forward=False).install(monkeypatch)
 
 
 def _one_line(error: BaseException, *needles: str) -> str:

@@ -48,6 +48,7 @@ from ttc_agents import (
 from ttc_agents._apps.workflow import Workflow
 from ttc_agents._llm.gateway import prompt_token_bound
 from ttc_agents._llm.litellm import litellm
+from ttc_agents._llm.openai_http import OpenAIHTTPTransport
 from ttc_agents._llm.scripted import scripted_respond, scripted_tokenize
 from ttc_agents.integrations.batch import run_batch
 from ttc_agents.testing import BilledUsage, FakeOpenAIServer, FakeServerConfig, Fault
@@ -106,13 +107,20 @@ RECEIVED: set[str] = set()
 @pytest.fixture(autouse=True)
 def record_received(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     real = litellm.acompletion
+    real_chat = OpenAIHTTPTransport.chat
 
     async def acompletion(*args: Any, **kwargs: Any) -> Any:
         response = await real(*args, **kwargs)
         RECEIVED.add(str(response.id))
         return response
 
+    async def chat(self: OpenAIHTTPTransport, **kwargs: Any) -> Any:  # the lean transport's requests
+        response = await real_chat(self, **kwargs)
+        RECEIVED.add(str(response.id))
+        return response
+
     monkeypatch.setattr(litellm, "acompletion", acompletion)
+    monkeypatch.setattr(OpenAIHTTPTransport, "chat", chat)
     RECEIVED.clear()
     yield
     RECEIVED.clear()

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import sys
 import weakref
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from litellm.exceptions import Timeout
 
 from ttc_agents._core.budget import BudgetLimit, Ledger, Reservation, Usage, attach_ledger
 from ttc_agents._core.thinking import thinking_allowance, thinking_params
@@ -45,10 +45,17 @@ from ttc_agents._llm.errors import (
     config_error_of,
     openai_key_missing,
 )
-from ttc_agents._llm.litellm import litellm
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._llm.openai_http import OpenAIHTTPTransport, in_cost_map, lean_route
 from ttc_agents._llm.providers import ModelResolver, default_resolvers, register_providers
-from ttc_agents._llm.retry import OutOfTime, RetryableError, RetryPolicy, async_retrying, backoff_seconds
+from ttc_agents._llm.retry import (
+    OutOfTime,
+    RetryableError,
+    RetryPolicy,
+    async_retrying,
+    backoff_seconds,
+    is_timeout,
+)
 from ttc_agents._llm.router_group import RouterGroups, failed_deployment_key, worst_case_prices
 from ttc_agents._llm.secrets import mask_exception, mask_secrets, register_secret
 
@@ -197,7 +204,10 @@ class Gateway:
 
     ``store`` enables record/replay; ``resolvers`` map name prefixes such as ``local`` to a server.
     A model with a ``group`` of deployments goes through that group's LiteLLM Router (one per event
-    loop, in ``_groups``), and its calls are booked per deployment.
+    loop, in ``_groups``), and its calls are booked per deployment. With ``lean_transport`` (the
+    default), a request for ``openai/NAME`` at an ``api_base`` (a self-hosted server, or a resolver's)
+    goes straight over HTTP (:mod:`ttc_agents._llm.openai_http`: the same body, samples, usage and
+    bookings, without LiteLLM's per-call cost or import); everything else goes through LiteLLM.
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -213,6 +223,8 @@ class Gateway:
     _groups: RouterGroups = field(default_factory=RouterGroups)
     _reached: set[str] = field(default_factory=set)
     """The api_bases a call has succeeded at: a refused connection there is a restart, and retried."""
+    lean_transport: bool = True
+    _http: OpenAIHTTPTransport = field(default_factory=OpenAIHTTPTransport)
     _passthrough: dict[tuple[str, bool | None], frozenset[str]] = field(default_factory=dict)
     """Per (model, supports_thinking): the thinking parameters LiteLLM would drop on that route but the
     model takes (sent with ``allowed_openai_params``)."""
@@ -518,6 +530,7 @@ class Gateway:
         resolved = api_base is not None and spec.api_base is None
         keyless = resolved or (api_base is not None and spec.api_key is None and openai_key_missing(model))
         api_key = spec.api_key.get_secret_value() if spec.api_key else ("none" if keyless else None)
+        lean = lean_route(model, api_base, kwargs) if self.lean_transport and spec.group is None else None
         retrying = async_retrying(self.retry, attempts=tries.left, seconds_left=ledger.seconds_left)
         async for attempt in retrying:
             with attempt:
@@ -535,16 +548,22 @@ class Gateway:
                                 spec, messages, ledger=ledger, node=node, timeout=timeout, **kwargs
                             )
                             if spec.group is not None
-                            else litellm.acompletion(
+                            else self._http.chat(
+                                api_base=str(api_base),
+                                api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
+                                model=lean,
+                                messages=messages,
+                                timeout=timeout,
+                                params=kwargs,
+                                litellm_model=model,
+                            )
+                            if lean is not None
+                            else _litellm_acompletion(
                                 model=model,
                                 messages=messages,
                                 api_base=api_base,
                                 api_key=api_key,
                                 timeout=timeout,
-                                num_retries=0,
-                                max_retries=0,
-                                drop_params=True,
-                                caching=False,
                                 **kwargs,
                             ),
                             timeout=timeout + 1.0,
@@ -555,7 +574,7 @@ class Gateway:
                     ledger.settle(None, Usage(failed_calls=1), node=node, model=failed_deployment_key(spec, exc))
                     if isinstance(exc, Exception):
                         mask_exception(exc)
-                    if isinstance(exc, TimeoutError | Timeout):
+                    if is_timeout(exc):
                         if (ledger.seconds_left() or 1.0) <= 0:
                             raise OutOfTime from exc
                         raise _ClientTimeout(exc) from exc
@@ -627,11 +646,8 @@ class Gateway:
         if spec.usd_per_input_token is not None and spec.usd_per_output_token is not None:
             return spec.usd_per_input_token, spec.usd_per_output_token
         if spec.name not in self._prices:
-            try:
-                info = litellm.get_model_info(spec.name)
-                self._prices[spec.name] = (info.get("input_cost_per_token"), info.get("output_cost_per_token"))
-            except Exception:
-                self._prices[spec.name] = (None, None)
+            info = self._model_info(spec)
+            self._prices[spec.name] = (info.get("input_cost_per_token"), info.get("output_cost_per_token"))
         known_in, known_out = self._prices[spec.name]
         return (
             spec.usd_per_input_token if spec.usd_per_input_token is not None else known_in,
@@ -647,12 +663,27 @@ class Gateway:
             return None
         key = f"{spec.name}#reasoning"
         if key not in self._prices:
-            try:
-                price = litellm.get_model_info(spec.name).get("output_cost_per_reasoning_token")
-            except Exception:
-                price = None
+            price = self._model_info(spec).get("output_cost_per_reasoning_token")
             self._prices[key] = (price, price)
         return self._prices[key][0]
+
+    def _model_info(self, spec: ModelSpec) -> Mapping[str, Any]:
+        """LiteLLM's cost-map entry for ``spec.name`` ({} when it has none). For a server of the user's own
+        that no key of the map can match, {} without loading LiteLLM."""
+        if self._self_hosted(spec) and not in_cost_map(spec.name):
+            return {}
+        try:
+            return dict(litellm.get_model_info(spec.name))
+        except Exception:
+            return {}
+
+    def _self_hosted(self, spec: ModelSpec) -> bool:
+        """A server of the user's own: ``openai/NAME`` at an ``api_base``, or a name a resolver maps."""
+        if spec.group is not None:
+            return False
+        return (spec.api_base is not None and spec.name.startswith("openai/")) or (
+            spec.api_base is None and spec.name.partition("/")[0] in self.resolvers
+        )
 
     async def _replay(
         self,
@@ -750,6 +781,31 @@ def _reasoning_tokens(usage: Any) -> int:
     return int(value or 0)
 
 
+class _LazyLiteLLM:
+    """The ``litellm`` module, imported (through :mod:`ttc_agents._llm.litellm`, with the library's
+    ``scripted`` provider registered) on first attribute access: a process that only talks to
+    OpenAI-compatible servers over the lean transport never loads it."""
+
+    _module: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        module = _LazyLiteLLM._module
+        if module is None:
+            from ttc_agents._llm.litellm import litellm as module
+
+            register_providers()
+            _LazyLiteLLM._module = module
+        return getattr(module, name)
+
+
+litellm: Any = _LazyLiteLLM()
+
+
+async def _litellm_acompletion(**kwargs: Any) -> Any:
+    """One call through LiteLLM, with its own retries and caching off."""
+    return await litellm.acompletion(num_retries=0, max_retries=0, drop_params=True, caching=False, **kwargs)
+
+
 def _register_secrets(spec: ModelSpec) -> None:
     """Mask ``spec``'s keys (its own, its group deployments') in every message from now on."""
     register_secret(spec.api_key)
@@ -778,7 +834,8 @@ def get_default_gateway() -> Gateway:
     """The process-wide gateway used when none is passed."""
     global _default_gateway
     if _default_gateway is None:
-        register_providers()
+        if "litellm" in sys.modules:  # else importing LiteLLM through the gateway registers them
+            register_providers()
         _default_gateway = Gateway(resolvers=default_resolvers())
     return _default_gateway
 

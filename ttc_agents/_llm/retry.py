@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import email.utils
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
-from litellm.exceptions import APIConnectionError, Timeout
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -36,6 +36,7 @@ __all__ = [
     "async_retrying",
     "backoff_seconds",
     "is_retryable",
+    "is_timeout",
     "retry_after_seconds",
     "status_of",
 ]
@@ -69,11 +70,23 @@ def status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _litellm_error_types(*names: str) -> tuple[type[BaseException], ...]:
+    """LiteLLM's exception classes of these names, when LiteLLM is loaded (else none can exist yet:
+    a process that never imports it, on the lean transport, cannot have raised one)."""
+    exceptions = sys.modules.get("litellm.exceptions")
+    return tuple(getattr(exceptions, name) for name in names) if exceptions is not None else ()
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A client-side timeout: :class:`TimeoutError` or LiteLLM's ``Timeout``."""
+    return isinstance(exc, (TimeoutError, *_litellm_error_types("Timeout")))
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that another attempt may fix; never for other 4xx errors."""
     if isinstance(exc, ModelConfigError):
         return False
-    if isinstance(exc, RetryableError | TimeoutError | Timeout | APIConnectionError):
+    if isinstance(exc, (RetryableError, TimeoutError, *_litellm_error_types("Timeout", "APIConnectionError"))):
         return True
     if isinstance(exc, httpx.TransportError):
         return not isinstance(exc, httpx.UnsupportedProtocol)
