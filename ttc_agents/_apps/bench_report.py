@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ttc_agents._apps.bench_results import PLOTS, REPORT, SUMMARY
-from ttc_agents._apps.bench_stats import STYLE, setting_order
+from ttc_agents._apps.bench_stats import setting_order, style_of
 from ttc_agents._routing.policy import Cost
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def spend_text(cost: Cost) -> str:
 
 
 def _label(setting: str) -> str:
-    return STYLE.get(setting, (setting, "gray", "x"))[0]
+    return style_of(setting)[0]
 
 
 def _ci_text(stat: Mapping[str, Any], key: str = "ci", digits: int = 2) -> str:
@@ -118,12 +118,13 @@ def draw_curves(
         # line joined by N would double back on itself.
         order = (lambda s: (s["tokens"]["mean"], s["budget"])) if x == "tokens" else (lambda s: s["budget"])
         points = sorted(by_setting[setting], key=order)
-        label, colour, marker = STYLE.get(setting, (setting, "gray", "x"))
+        label, colour, marker = style_of(setting)
         label = (labels or {}).get(setting, label)
         xs = [s["tokens"]["mean"] if x == "tokens" else s["budget"] for s in points]
         ys = [s["accuracy"]["mean"] for s in points]
         size = 11 if marker == "*" else 6
-        style = "--" if setting == "best_of_n_majority" else "-"  # often on top of weighted: keep both visible
+        # Majority is often on top of weighted: dashed keeps both visible.
+        style = "--" if setting.partition("@")[0] == "best_of_n_majority" else "-"
         ax.plot(xs, ys, style, marker=marker, color=colour, label=label, linewidth=1.8, markersize=size)
         cis = [s["accuracy"].get("ci_questions") for s in points]
         if band and all(ci is not None for ci in cis):

@@ -38,6 +38,7 @@ from ttc_agents._apps.calibrate import (
 )
 from ttc_agents._apps.datasets import Problem, grade
 from ttc_agents._apps.loaders import OnError, load_bench_problems
+from ttc_agents._core.thinking import Thinking, thinking_label
 from ttc_agents._llm.gateway import Gateway, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.policy import Cost, Policy, PolicyAction, PolicyEntry
@@ -99,6 +100,8 @@ class BenchConfig:
     on_bad_line: OnError = "fail"
     store: bool = True
     bins: BinMode = "auto"
+    thinking: Sequence[Thinking | None] = (None,)
+    """Thinking settings every grid strategy runs at (each its own curve: ``best_of_n_weighted@high``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +118,11 @@ class BenchResult:
 
 
 def setting_of(action: PolicyAction) -> str:
-    """The setting name of a grid action: its strategy, and the selection rule for best-of-N."""
+    """The setting name of a grid action: its strategy, the selection rule for best-of-N, and
+    ``@level`` for a thinking setting (``best_of_n_weighted@high``, ``beam_search@think=1024``)."""
     spec = action.strategy
-    if spec.strategy == "best_of_n":
-        return f"best_of_n_{spec.selection}"
-    return spec.strategy
+    name = f"best_of_n_{spec.selection}" if spec.strategy == "best_of_n" else spec.strategy
+    return name if spec.thinking is None else f"{name}@{thinking_label(spec.thinking)}"
 
 
 def _seeded(policy: Policy, seed: int) -> Policy:
@@ -152,6 +155,7 @@ class _Runner:
     policy_tag: str | None
     force: bool
     answers: dict[str, str]
+    thinking: list[Thinking | None] = field(default_factory=lambda: [None])
     routers: dict[int, Router] = field(default_factory=dict)
 
     def expected(self) -> set[tuple[str, int]]:
@@ -159,7 +163,8 @@ class _Runner:
             (setting_of(action), budget)
             for strategy in self.grid_strategies
             for budget in self.budgets
-            for action in actions_for(strategy, self.model.name, budget)
+            for level in self.thinking
+            for action in actions_for(strategy, self.model.name, budget, level)
         }
         if self.policy is not None:
             keys |= {(f"router#{self.policy_tag}", budget) for budget in self.budgets}
@@ -210,6 +215,7 @@ class _Runner:
                     concurrency=1,
                     progress=False,
                     seed=seed,
+                    thinking=self.thinking,
                 )
             except CalibrationError as exc:
                 raise BenchUnitError(f"seed {seed}, {exc}") from exc
@@ -423,6 +429,7 @@ def _runner(
         policy_tag=policy_tag,
         force=config.force,
         answers={p.question: p.answer for p in problems},
+        thinking=list(dict.fromkeys(config.thinking)) or [None],
     )
 
 
@@ -447,6 +454,7 @@ def _summary(
         "verifier": config.verifier,
         "strategies": [*runner.grid_strategies, *(["router"] if runner.policy is not None else [])],
         "budgets": runner.budgets,
+        "thinking": [thinking_label(level) for level in runner.thinking],
         "seeds": list(seeds),
         "questions": len(problems),
         "policy": None if config.policy is None else str(config.policy),

@@ -13,7 +13,7 @@ from ttc_agents._apps.bench_results import Row
 from ttc_agents._apps.datasets import Problem
 from ttc_agents._routing.policy import Cost, bin_of, quantile_thresholds
 
-__all__ = ["STYLE", "BinMode", "difficulty_bins", "matched_rows", "setting_order", "summarize"]
+__all__ = ["STYLE", "BinMode", "difficulty_bins", "matched_rows", "setting_order", "style_of", "summarize"]
 
 
 _METRICS: Final = ("samples", "tokens", "usd", "flops")
@@ -85,10 +85,45 @@ def _bootstrap_questions(rows: Sequence[Row], resamples: int = _BOOTSTRAP_RESAMP
     return [float(low), float(high)]
 
 
-def setting_order(setting: str) -> int:
-    """Where ``setting`` goes in tables and legends (the order of the style table; unknown ones last)."""
+_LEVEL_COLOURS: Final[Mapping[str, str]] = {
+    "none": "tab:gray",
+    "minimal": "tab:pink",
+    "low": "tab:olive",
+    "medium": "tab:orange",
+    "high": "tab:red",
+}
+_BUDGET_COLOURS: Final = ("tab:cyan", "tab:purple", "tab:brown", "tab:green", "tab:pink")
+
+
+def _level_rank(level: str) -> float:
+    """Effort levels in order, then thinking budgets (``think=K``) by K."""
+    if level in _LEVEL_COLOURS:
+        return list(_LEVEL_COLOURS).index(level)
+    _, _, tokens = level.partition("=")
+    return len(_LEVEL_COLOURS) + (float(tokens) if tokens.isdigit() else math.inf)
+
+
+def style_of(setting: str) -> tuple[str, str, str]:
+    """(legend label, colour, marker) of a setting. A thinking setting (``best_of_n_weighted@high``) keeps
+    its strategy's label and marker, with the level in the label and a colour per level."""
+    base, _, level = setting.partition("@")
+    label, colour, marker = STYLE.get(base, (base, "gray", "x"))
+    if not level:
+        return label, colour, marker
+    if level in _LEVEL_COLOURS:
+        colour = _LEVEL_COLOURS[level]
+    else:
+        _, _, tokens = level.partition("=")
+        colour = _BUDGET_COLOURS[(int(tokens) if tokens.isdigit() else 0).bit_length() % len(_BUDGET_COLOURS)]
+    return f"{label} @ {level}", colour, marker
+
+
+def setting_order(setting: str) -> tuple[int, float]:
+    """Where ``setting`` goes in tables and legends: the order of the style table (unknown ones last), a
+    strategy's thinking levels after it, by level."""
+    base, _, level = setting.partition("@")
     order = list(STYLE)
-    return order.index(setting) if setting in order else len(order)
+    return (order.index(base) if base in order else len(order), _level_rank(level) if level else -1.0)
 
 
 def _group_stats(rows: Sequence[Row]) -> list[dict[str, Any]]:

@@ -430,7 +430,7 @@ def summarize(records: Sequence[CellRecord], *, split: Split | None = "held-out"
     return rows
 
 
-def _method_order(name: str) -> int:
+def _method_order(name: str) -> tuple[int, float]:
     return setting_order(_setting(name))
 
 

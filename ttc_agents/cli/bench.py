@@ -35,7 +35,9 @@ examples:
   ttc bench --dataset 'arith?size=20&seed=0&levels=1-5' --model scripted/arith --out bench-out
   ttc bench --dataset gsm8k:test.jsonl --model openai/gpt-4o-mini --verifier orm:openai/gpt-4o-mini \\
       --budgets 1,4,16 --seeds 2 --limit 50 --out gsm8k-bench
-  ttc bench --dataset data.jsonl --model M --policy policy.json --out with-router"""
+  ttc bench --dataset data.jsonl --model M --policy policy.json --out with-router
+  ttc bench --dataset 'arith?size=40&seed=0&levels=1-5' --model scripted/arith --thinking default,low,high \\
+      --strategies best_of_n --out thinking-bench"""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default best_of_n,beam_search,revision; the router runs whenever --policy is given)",
     )
     parser.add_argument("--budgets", default="1,2,4,8,16", help="generation budgets N (default 1,2,4,8,16)")
+    parser.add_argument(
+        "--thinking",
+        default=None,
+        metavar="LEVELS",
+        help="thinking settings every strategy runs at, each its own curve: effort levels (none, minimal, low, "
+        "medium, high) and/or thinking-token budgets, e.g. low,medium,high or default,1024,4096 (default: the "
+        "model's own setting only)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created; reused to resume)")
     parser.add_argument("--policy", default=None, help="a policy from `ttc calibrate`: adds the router at every N")
     parser.add_argument("--force", action="store_true", help="use a policy fitted for another model or verifier")
@@ -108,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from ttc_agents._core.gc import freeze_after_imports
     from ttc_agents._llm.models import ModelSpec
     from ttc_agents._routing.policy import PolicyMismatchError
-    from ttc_agents.cli.calibrate import parse_budgets
+    from ttc_agents.cli.calibrate import parse_budgets, parse_thinking_levels
 
     freeze_after_imports()
     strategies = [part.strip() for part in args.strategies.split(",") if part.strip()]
@@ -133,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         on_bad_line=args.on_bad_line,
         store=not args.no_store,
         bins=args.bins,
+        thinking=parse_thinking_levels(args.thinking),
     )
     command = shlex.join(["ttc", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("ttc") else None
     try:

@@ -8,10 +8,14 @@ next to it, and prints the table per difficulty bin with the grid's cost against
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ttc_agents.cli._errors import integer, positive_int
 
-__all__ = ["parse_budgets", "parse_strategies", "register"]
+if TYPE_CHECKING:
+    from ttc_agents._core.thinking import Thinking
+
+__all__ = ["parse_budgets", "parse_strategies", "parse_thinking_levels", "register"]
 
 DESCRIPTION = """\
 Run every strategy (--strategies) at every generation budget (--budgets) on the questions of a
@@ -56,6 +60,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="of best_of_n, beam_search, dvts, revision, hybrid, adaptive, particle_filter "
         "(default best_of_n,beam_search,revision)",
     )
+    parser.add_argument(
+        "--thinking",
+        default=None,
+        metavar="LEVELS",
+        help="thinking settings to sweep, each action at each: effort levels (none, minimal, low, medium, high) "
+        "and/or thinking-token budgets, e.g. default,low,high (default: the model's own setting only); the "
+        "first is the difficulty probe's; levels a model does not honour are left out of the policy",
+    )
     parser.add_argument("--out", required=True, help="where to write the policy (JSON)")
     parser.add_argument(
         "--probe-samples", type=positive_int, default=4, help="samples of the difficulty probe (default 4)"
@@ -90,6 +102,26 @@ def parse_budgets(text: str) -> list[int]:
     return budgets
 
 
+def parse_thinking_levels(text: str | None) -> list[Thinking | None]:
+    """``"default,low,1024"`` -> ``[None, "low", 1024]`` (None alone without text); a bad part is a
+    ValueError naming it."""
+    from ttc_agents._core.thinking import parse_thinking
+
+    if text is None:
+        return [None]
+    levels: list[Thinking | None] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            levels.append(parse_thinking(part))
+        except ValueError as exc:
+            raise ValueError(f"--{exc}") from None
+    if not levels:
+        raise ValueError("--thinking: give at least one level, e.g. default,low,high")
+    return list(dict.fromkeys(levels))
+
+
 def parse_strategies(text: str) -> list[str]:
     """``"best_of_n,beam_search"`` -> names; an unknown name is a ValueError naming it."""
     from ttc_agents._apps.calibrate import STRATEGY_NAMES
@@ -116,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     budgets = parse_budgets(args.budgets)
     strategies = parse_strategies(args.strategies)
+    thinking = parse_thinking_levels(args.thinking)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     out = Path(args.out)
@@ -151,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             progress=not args.no_progress,
             seed=args.seed,
+            thinking=thinking,
         )
     )
     result.policy.save(out)
