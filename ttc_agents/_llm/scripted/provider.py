@@ -303,4 +303,3 @@ def register_scripted_provider() -> None:
     }
     if missing:
         litellm.register_model(missing)
-
