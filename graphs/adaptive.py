@@ -29,6 +29,7 @@ from ttc_agents._core.specs import AdaptiveSpec
 from ttc_agents._core.stopping import keep_probability, lead_probability
 from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.direct import compile_direct
 from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
@@ -137,4 +138,4 @@ def build_adaptive_graph(
     graph.add_conditional_edges("verify", route)
     graph.add_edge("select", END)
     rounds = math.ceil(spec.max_n / spec.wave)
-    return graph.compile(name="adaptive").with_config(recursion_limit=2 * rounds + 10)
+    return compile_direct(graph, name="adaptive").with_config(recursion_limit=2 * rounds + 10)

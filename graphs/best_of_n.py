@@ -18,6 +18,7 @@ from ttc_agents._core.candidates import select_answer
 from ttc_agents._core.specs import BestOfNSpec
 from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.direct import compile_direct
 from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
@@ -79,4 +80,4 @@ def build_best_of_n_graph(
     graph.add_edge("generate", "verify")
     graph.add_edge("verify", "select")
     graph.add_edge("select", END)
-    return graph.compile(name="best_of_n")
+    return compile_direct(graph, name="best_of_n")

@@ -24,6 +24,7 @@ from ttc_agents._core.candidates import Candidate, select_answer, select_hierarc
 from ttc_agents._core.specs import RevisionSpec
 from ttc_agents._llm.gateway import Gateway, gather_or_cancel
 from ttc_agents._llm.models import ModelSpec
+from ttc_agents._routing.direct import compile_direct
 from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
@@ -131,4 +132,4 @@ def build_revision_graph(
     graph.add_edge("revise", "verify")
     graph.add_conditional_edges("verify", route)
     graph.add_edge("select", END)
-    return graph.compile(name=name).with_config(recursion_limit=2 * spec.attempts + 10)
+    return compile_direct(graph, name=name).with_config(recursion_limit=2 * spec.attempts + 10)

@@ -29,6 +29,7 @@ from ttc_agents._core.thinking import Thinking
 from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._llm.sync import run_sync
+from ttc_agents._routing.direct import compile_direct
 from ttc_agents.prompts import render_prompt
 from ttc_agents.verifiers._base import CandidateVerifier, ScoreFunction, Verifier, as_verifier
 from ttc_agents.verifiers._confidence import TOKENS_META_KEY, token_trace
@@ -437,4 +438,4 @@ def tree_search_graph(
     graph.add_edge("verify", "prune")
     graph.add_conditional_edges("prune", route)
     graph.add_edge("select", END)
-    return graph.compile(name=name).with_config(recursion_limit=3 * spec.max_rounds + 10)
+    return compile_direct(graph, name=name).with_config(recursion_limit=3 * spec.max_rounds + 10)
