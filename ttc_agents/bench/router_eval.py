@@ -31,6 +31,7 @@ import asyncio
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,28 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             probe_seed=args.seed + 1,
         ).graph
 
-    async def run(graph: Any, inputs: dict[str, Any], problem: Any) -> tuple[float, bool]:
+    chosen: dict[str, list[str]] = {}
+    details: dict[str, list[dict[str, Any]]] = {}
+
+    async def run(graph: Any, inputs: dict[str, Any], problem: Any, tag: str = "") -> tuple[float, bool]:
         async with limit:
             out = await graph.ainvoke(inputs)
+        choice = (out.get("trace") or {}).get("choice")
+        if tag and choice:
+            chosen.setdefault(tag, []).append(_strategy_label(choice["strategy"]))
+        if tag:
+            total = out["ledger"].total
+            details.setdefault(tag, []).append(
+                {
+                    "question": problem.id,
+                    "correct": bool(grade(problem, out["answer"])),
+                    "samples": total.samples,
+                    "calls": total.calls,
+                    "tokens": total.total_tokens,
+                    "candidates": [(c.answer, round(c.score, 3)) for c in out.get("candidates", [])],
+                    "stopped_by": out.get("stopped_by"),
+                }
+            )
         return float(out["ledger"].total.total_tokens), bool(grade(problem, out["answer"]))
 
     matched = []
@@ -147,8 +167,12 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             return build_strategy_graph(spec, model=capped, verifier=fresh_verifier(verifier))
 
         routed, plain = await asyncio.gather(
-            asyncio.gather(*(run(router_graph(), {"question": p.question, "budget": budget}, p) for p in held_out)),
-            asyncio.gather(*(run(bon_graph(), {"question": p.question, "budget": budget}, p) for p in held_out)),
+            asyncio.gather(
+                *(run(router_graph(), {"question": p.question, "budget": budget}, p, f"T{n}") for p in held_out)
+            ),
+            asyncio.gather(
+                *(run(bon_graph(), {"question": p.question, "budget": budget}, p, f"B{n}") for p in held_out)
+            ),
         )
         r_correct = np.array([c for _, c in routed], dtype=float)
         b_correct = np.array([c for _, c in plain], dtype=float)
@@ -164,6 +188,8 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
                 "best_of_n_used": float(np.mean([t for t, _ in plain]) / limit_tokens),
                 "delta": delta,
                 "delta_ci": ci,
+                "router_chose": dict(Counter(chosen.get(f"T{n}", [])).most_common()),
+                "per_question": {"router": details.get(f"T{n}", []), "best_of_n": details.get(f"B{n}", [])},
             }
         )
         bar.update(1)
@@ -193,6 +219,14 @@ def _dev_curve(grid: Any) -> dict[int, float]:
         if o.action.strategy.strategy == "best_of_n" and getattr(o.action.strategy, "selection", None) == "weighted":
             sums.setdefault(o.budget, []).append(o.cost.tokens)
     return {n: sum(v) / len(v) for n, v in sorted(sums.items())}
+
+
+def _strategy_label(strategy: dict[str, Any]) -> str:
+    """``best_of_n/weighted@16``-style label of a chosen strategy's spec (as dumped in the router's trace)."""
+    name = strategy.get("strategy", "?")
+    size = strategy.get("n", strategy.get("max_n", strategy.get("attempts", "")))
+    selection = strategy.get("selection")
+    return f"{name}{'/' + selection if selection else ''}@{size}"
 
 
 def _ci(values: Sequence[float], digits: int = 2) -> str:
@@ -231,6 +265,9 @@ def format_report(results: Sequence[dict[str, Any]]) -> str:
                 f"{row['best_of_n']:>7} {row['best_of_n_accuracy']:>9.3f} {row['best_of_n_used']:>5.0%} "
                 f"{row['delta']:>+7.3f} {_ci(row['delta_ci'], 3):>16}"
             )
+            picks = row.get("router_chose") or {}
+            if picks:
+                lines.append(f"{'':<14}   router chose: " + ", ".join(f"{k} x{v}" for k, v in picks.items()))
     lines.append("")
     lines.append("difficulty estimate (development half): Spearman with oracle pass@1, bin agreement of two probes")
     for result in results:
