@@ -1,13 +1,14 @@
 """Orchestration overhead: how close ttc-agents runs to the model server's limit.
 
-Starts a loopback OpenAI-compatible server that does no model work (canned completions of a fixed
-token count, honouring ``n``) in a SEPARATE process, then measures, at several concurrencies,
-samples per second and client CPU seconds per sample for:
+Starts a loopback OpenAI-compatible server that does no model work (:mod:`ttc_agents.bench._canned`:
+a canned four-step solution, one step per line, continued after the last step the request shows and
+cut at ``stop``, honouring ``n``, so beam search really runs its rounds) in a SEPARATE process, then
+measures, at several concurrencies, samples per second and client CPU seconds per sample for:
 
     raw        openai.AsyncOpenAI, one request with n=16 per question
     litellm    litellm.acompletion, one request with n=16 per question
     best_of_n  ttc-agents best_of_n N=16 through the full graph (gateway, ledger, selection)
-    beam       ttc-agents beam_search N=16 M=4 (rounds of n=4 requests per beam)
+    beam       ttc-agents beam_search N=16 M=4 (rounds of n=4 requests per beam; the 4-step solution)
 
     python -m ttc_agents.bench.overhead --out bench-overhead [--questions 200] [--concurrency 1,16,128]
 
@@ -19,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,15 +28,6 @@ from typing import Any
 from tqdm import tqdm
 
 __all__ = ["main", "measure"]
-
-SERVER = """
-import sys, time
-from ttc_agents.testing import FakeOpenAIServer, FakeServerConfig
-server = FakeOpenAIServer(FakeServerConfig(completion_tokens=int(sys.argv[1]))).start()
-print(server.port, flush=True)
-sys.stdin.read()
-server.stop()
-"""
 
 N = 16
 
@@ -187,28 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-overhead")
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--concurrency", default="1,16,128")
-    parser.add_argument("--completion-tokens", type=int, default=32)
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _clients("http://127.0.0.1:1/v1")  # import every variant's dependencies before freezing them
     from ttc_agents._core.gc import freeze_after_imports
+    from ttc_agents.bench._canned import CannedServer
 
     freeze_after_imports()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(args.completion_tokens)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        rows = measure(f"http://127.0.0.1:{port}/v1", args.questions, [int(c) for c in args.concurrency.split(",")])
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=30)
+    with CannedServer() as server:
+        rows = measure(server.url, args.questions, [int(c) for c in args.concurrency.split(",")])
     raw = {r["concurrency"]: r for r in rows if r["variant"] == "raw"}
     for row in rows:
         row["throughput_vs_raw"] = row["samples_per_second"] / raw[row["concurrency"]]["samples_per_second"]
