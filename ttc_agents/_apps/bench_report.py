@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ttc_agents._apps.bench_results import PLOTS, REPORT, SUMMARY
-from ttc_agents._apps.bench_stats import setting_order, style_of
+from ttc_agents._apps.bench_stats import setting_order, style_of, thinking_shade
 from ttc_agents._routing.policy import Cost
 
 if TYPE_CHECKING:
@@ -28,6 +28,16 @@ def spend_text(cost: Cost) -> str:
 
 def _label(setting: str) -> str:
     return style_of(setting)[0]
+
+
+def _shaded(colour: str, shade: float) -> Any:
+    """``colour`` blended towards white (shade < 0) or black (shade > 0) by ``|shade|``."""
+    if not shade:
+        return colour
+    from matplotlib.colors import to_rgb
+
+    target = 0.0 if shade > 0 else 1.0
+    return tuple(c + (target - c) * abs(shade) for c in to_rgb(colour))
 
 
 def _ci_text(stat: Mapping[str, Any], key: str = "ci", digits: int = 2) -> str:
@@ -118,7 +128,8 @@ def draw_curves(
         # line joined by N would double back on itself.
         order = (lambda s: (s["tokens"]["mean"], s["budget"])) if x == "tokens" else (lambda s: s["budget"])
         points = sorted(by_setting[setting], key=order)
-        label, colour, marker = style_of(setting)
+        label, base_colour, marker = style_of(setting)
+        colour = _shaded(base_colour, thinking_shade(setting))
         label = (labels or {}).get(setting, label)
         xs = [s["tokens"]["mean"] if x == "tokens" else s["budget"] for s in points]
         ys = [s["accuracy"]["mean"] for s in points]

@@ -13,7 +13,16 @@ from ttc_agents._apps.bench_results import Row
 from ttc_agents._apps.datasets import Problem
 from ttc_agents._routing.policy import Cost, bin_of, quantile_thresholds
 
-__all__ = ["STYLE", "BinMode", "difficulty_bins", "matched_rows", "setting_order", "style_of", "summarize"]
+__all__ = [
+    "STYLE",
+    "BinMode",
+    "difficulty_bins",
+    "matched_rows",
+    "setting_order",
+    "style_of",
+    "summarize",
+    "thinking_shade",
+]
 
 
 _METRICS: Final = ("samples", "tokens", "usd", "flops")
@@ -85,37 +94,39 @@ def _bootstrap_questions(rows: Sequence[Row], resamples: int = _BOOTSTRAP_RESAMP
     return [float(low), float(high)]
 
 
-_LEVEL_COLOURS: Final[Mapping[str, str]] = {
-    "none": "tab:gray",
-    "minimal": "tab:pink",
-    "low": "tab:olive",
-    "medium": "tab:orange",
-    "high": "tab:red",
-}
-_BUDGET_COLOURS: Final = ("tab:cyan", "tab:purple", "tab:brown", "tab:green", "tab:pink")
+_EFFORT_ORDER: Final = ("none", "minimal", "low", "medium", "high")
 
 
 def _level_rank(level: str) -> float:
     """Effort levels in order, then thinking budgets (``think=K``) by K."""
-    if level in _LEVEL_COLOURS:
-        return list(_LEVEL_COLOURS).index(level)
+    if level in _EFFORT_ORDER:
+        return _EFFORT_ORDER.index(level)
     _, _, tokens = level.partition("=")
-    return len(_LEVEL_COLOURS) + (float(tokens) if tokens.isdigit() else math.inf)
+    return len(_EFFORT_ORDER) + (float(tokens) if tokens.isdigit() else math.inf)
+
+
+_EFFORT_SHADES: Final[Mapping[str, float]] = {"none": -0.6, "minimal": -0.45, "low": -0.3, "medium": 0.25, "high": 0.5}
+
+
+def thinking_shade(setting: str) -> float:
+    """How a thinking setting's curve is shaded from its strategy's colour (the default setting: 0):
+    lighter (< 0) for none, minimal, low and budgets under 2048 tokens, darker (> 0) above."""
+    _, _, level = setting.partition("@")
+    if not level:
+        return 0.0
+    if level in _EFFORT_SHADES:
+        return _EFFORT_SHADES[level]
+    _, _, tokens = level.partition("=")
+    shade = (math.log2(max(2, int(tokens) if tokens.isdigit() else 2)) - 11) / 8  # 2048 tokens: the middle
+    return round(math.copysign(min(0.6, max(0.15, abs(shade))), shade), 3)
 
 
 def style_of(setting: str) -> tuple[str, str, str]:
     """(legend label, colour, marker) of a setting. A thinking setting (``best_of_n_weighted@high``) keeps
-    its strategy's label and marker, with the level in the label and a colour per level."""
+    its strategy's label (the level added), colour and marker; :func:`thinking_shade` shades the colour."""
     base, _, level = setting.partition("@")
     label, colour, marker = STYLE.get(base, (base, "gray", "x"))
-    if not level:
-        return label, colour, marker
-    if level in _LEVEL_COLOURS:
-        colour = _LEVEL_COLOURS[level]
-    else:
-        _, _, tokens = level.partition("=")
-        colour = _BUDGET_COLOURS[(int(tokens) if tokens.isdigit() else 0).bit_length() % len(_BUDGET_COLOURS)]
-    return f"{label} @ {level}", colour, marker
+    return (f"{label} @ {level}", colour, marker) if level else (label, colour, marker)
 
 
 def setting_order(setting: str) -> tuple[int, float]:
