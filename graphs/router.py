@@ -14,8 +14,9 @@ measured it. The trace says the bin and its evidence, the chosen setting and why
 stage spent.
 
 Samples get the ``max_tokens`` calibration measured for their model (``Policy.completion_caps``)
-unless the model spec sets one, so that worst-case reservations under a hard budget are close to
-what calls really use.
+unless the model spec sets one, and an effort level the thinking allowance calibration measured
+(``Policy.thinking_caps``) unless the spec sets ``thinking_tokens``, so that worst-case reservations
+under a hard budget are close to what calls really use.
 
 :class:`Router` also answers many questions under ONE total budget: it estimates every question
 first, then gives each its share by greedy marginal gain on its bin's accuracy-vs-cost curve.
@@ -158,6 +159,9 @@ class Router:
         for name, cap in policy.completion_caps.items():
             if name in specs and "max_tokens" not in specs[name].model_fields_set:
                 specs[name] = specs[name].model_copy(update={"max_tokens": cap})
+        for name, allowances in policy.thinking_caps.items():
+            if name in specs and "thinking_tokens" not in specs[name].model_fields_set:
+                specs[name] = specs[name].model_copy(update={"thinking_tokens": allowances})
         name = verifier_name if verifier_name is not None else as_verifier(verifier).name if verifier else "none"
         policy.check_compatible(list(specs), name, force=force)
         self.policy = policy

@@ -235,8 +235,14 @@ async def test_a_calibrated_policy_chooses_among_effort_levels_per_bin_and_the_r
     assert {a.strategy.thinking for a in chosen.values()} == {None, "high"}
     assert chosen[(1, 16)].strategy.thinking is None  # the easiest bin stays at the default
     assert chosen[(5, 16)].strategy.thinking == "high"  # the hardest buys effort
-    # The router deploys what was calibrated, booked reasoning and all.
+    # The router deploys what was calibrated, booked reasoning and all, with the allowance it measured.
     router = Router(policy, verifier=verifier)
+    cap = policy.thinking_caps["scripted/arith"]["high"]
+    assert 480 <= cap < EFFORT_ALLOWANCE["high"] and router.models["scripted/arith"].thinking_tokens == {"high": cap}
+    sized = router.models["scripted/arith"].model_copy(update={"thinking": "high"})
+    ledger = Ledger(budget=Budget(max_tokens=3000))  # the default allowance (32768 per sample) never fits
+    batch = await Gateway().sample(sized, MESSAGES, 2, ledger=ledger, seed=0)
+    assert len(batch.samples) == 2 and not any(s.truncated for s in batch.samples)
     at_16 = {a.key for (_, n), a in chosen.items() if n == 16}
     thought = 0
     for problem in [p for p in problems if p.difficulty == 5][:4]:

@@ -75,7 +75,7 @@ from ttc_agents._core.specs import (
     RevisionSpec,
     StrategySpec,
 )
-from ttc_agents._core.thinking import Thinking, thinking_allowance, thinking_label
+from ttc_agents._core.thinking import EffortLevel, Thinking, thinking_allowance, thinking_label
 from ttc_agents._llm.gateway import Gateway, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._routing.difficulty import ProbePredictor, bin_agreement, probe_features, rank_correlation
@@ -116,6 +116,7 @@ honoured level's (and are above zero)."""
 """The grid's adaptive cells sample in waves of this many (fewer when the budget is smaller)."""
 _COMPLETION_CAP_QUANTILE: Final = 0.995
 _COMPLETION_CAP_MARGIN: Final = 1.25
+_THINKING_CAP_MARGIN: Final = 2.0
 
 STRATEGY_NAMES: Final = ("best_of_n", "beam_search", "dvts", "revision", "hybrid", "adaptive", "particle_filter")
 """Strategy names :func:`run_grid` accepts; ``best_of_n`` means both weighted and majority selection."""
@@ -184,6 +185,21 @@ class Grid:
     """The thinking levels swept (the first is the probe's)."""
     thinking_usage: Mapping[tuple[str, str], Usage] = field(default_factory=dict)
     """(model, level label) -> what that level's generation requests booked (requested and reasoning tokens)."""
+    thinking_peaks: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    """(model, level label) -> the largest reasoning tokens per sample of any one question's requests."""
+
+    def thinking_caps(self) -> dict[str, dict[EffortLevel, int]]:
+        """Per model, per honoured effort level: a thinking allowance its samples fit in (twice the largest
+        per-question mean, in multiples of 16), for the router's requests and reservations instead of
+        :data:`~ttc_agents._core.thinking.EFFORT_ALLOWANCE` (a budget level is its own allowance)."""
+        report = self.thinking_report()
+        caps: dict[str, dict[EffortLevel, int]] = {}
+        for model in self.models:
+            for level in self.thinking:
+                peak = self.thinking_peaks.get((model, thinking_label(level)), 0.0)
+                if isinstance(level, str) and peak > 0 and report[model][level]["honoured"]:
+                    caps.setdefault(model, {})[level] = max(64, 16 * math.ceil(_THINKING_CAP_MARGIN * peak / 16))
+        return caps
 
     def thinking_report(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per model, per level (label): samples asked with it, thinking tokens requested and reasoning
@@ -367,12 +383,15 @@ class _UnitResult:
     spent: Cost = field(default_factory=Cost)
     naive: Cost = field(default_factory=Cost)
     thinking: dict[tuple[str, str], Usage] = field(default_factory=dict)
+    thinking_peaks: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def book_thinking(self, model: str, level: Thinking | None, snapshot: LedgerSnapshot) -> None:
         """Add what ``snapshot``'s requests made with a thinking setting booked to (model, level)."""
         key = (model, thinking_label(level))
         asked = [e.usage for e in snapshot.entries if e.usage.thinking_samples]
         self.thinking[key] = self.thinking.get(key, Usage()) + Usage.total(asked)
+        peak = max((u.reasoning_tokens / u.thinking_samples for u in asked), default=0.0)
+        self.thinking_peaks[key] = max(self.thinking_peaks.get(key, 0.0), peak)
 
 
 class _GridRunner:
@@ -663,11 +682,13 @@ async def run_grid(
     difficulty = {problem.id: row[0].result().difficulty for problem, row in zip(problems, tasks, strict=True)}
     grid_cost = naive_cost = Cost()
     thinking_usage: dict[tuple[str, str], Usage] = {}
+    thinking_peaks: dict[tuple[str, str], float] = {}
     for result in results:
         grid_cost = grid_cost + result.spent
         naive_cost = naive_cost + result.naive
         for key, usage in result.thinking.items():
             thinking_usage[key] = thinking_usage.get(key, Usage()) + usage
+            thinking_peaks[key] = max(thinking_peaks.get(key, 0.0), result.thinking_peaks.get(key, 0.0))
     return Grid(
         problems=tuple(problems),
         models=tuple(m.name for m in specs),
@@ -682,6 +703,7 @@ async def run_grid(
         naive_cost=naive_cost,
         thinking=tuple(levels),
         thinking_usage=thinking_usage,
+        thinking_peaks=thinking_peaks,
     )
 
 
@@ -739,7 +761,11 @@ def fit_grid(
     diagnostics = {**policy.diagnostics, "difficulty": quality}
     if grid.thinking != (None,):
         diagnostics["thinking"] = grid.thinking_report()
-    update: dict[str, Any] = {"probe_model": probe_model, "diagnostics": diagnostics}
+    update: dict[str, Any] = {
+        "probe_model": probe_model,
+        "diagnostics": diagnostics,
+        "thinking_caps": grid.thinking_caps(),
+    }
     try:
         from ttc_agents._routing.difficulty import QuestionOnlyEstimator
 

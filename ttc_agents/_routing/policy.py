@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ttc_agents._core.budget import UNIT_FIELDS, Budget, BudgetUnit, Usage
 from ttc_agents._core.specs import StrategySpec
-from ttc_agents._core.thinking import Thinking
+from ttc_agents._core.thinking import EffortLevel, Thinking
 
 __all__ = [
     "POLICY_FORMAT_VERSION",
@@ -238,6 +238,10 @@ class Policy(BaseModel):
     probe_cost: Cost = Field(default_factory=Cost, description="mean cost of the difficulty probe")
     completion_caps: dict[str, int] = Field(
         default_factory=dict, description="per model: the max_tokens a sample is given (measured lengths)"
+    )
+    thinking_caps: dict[str, dict[EffortLevel, int]] = Field(
+        default_factory=dict,
+        description="per model, per effort level: the thinking allowance a sample is given (measured reasoning)",
     )
     plan_unit: BudgetUnit = "tokens"
     diagnostics: dict[str, Any] = Field(default_factory=dict)
