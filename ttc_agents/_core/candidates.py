@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ttc_agents._core.answers import group_answers, normalize_answer
@@ -73,7 +73,17 @@ class Candidate:
         return out
 
     def scored(self, step_scores: Sequence[float], aggregation: Aggregation) -> Candidate:
-        return replace(self, step_scores=tuple(step_scores), score=aggregate_scores(step_scores, aggregation))
+        return self.evolve(step_scores=tuple(step_scores), score=aggregate_scores(step_scores, aggregation))
+
+    def evolve(self, **changes: Any) -> Candidate:
+        """``dataclasses.replace(self, **changes)``, without its per-call introspection (search moves make
+        a few hundred candidates per question)."""
+        values = {name: getattr(self, name) for name in _CANDIDATE_FIELDS}
+        values.update(changes)
+        return Candidate(**values)
+
+
+_CANDIDATE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Candidate))
 
 
 def aggregate_scores(step_scores: Sequence[float], how: Aggregation = "last") -> float:

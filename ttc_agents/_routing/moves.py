@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from ttc_agents._core.answers import extract_answer, split_steps
 from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerSnapshot
-from ttc_agents._core.candidates import Aggregation, Candidate, Selection
+from ttc_agents._core.candidates import Aggregation, Candidate, Selection, aggregate_scores
 from ttc_agents._core.specs import TreeSearchSpec
 from ttc_agents._core.thinking import Thinking
 from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
@@ -259,7 +259,7 @@ async def extend_by_one_step(
             finished = not new_steps or any(has_final_answer(step) for step in new_steps)
             # A step the reasoning left empty at max_tokens ends the beam without an answer: it never wins.
             answer = extract_answer("\n".join(steps)) if finished and not s.truncated else None
-            out.append(replace(prefix, steps=steps, finished=finished, answer=answer, step_scores=(), score=None))
+            out.append(prefix.evolve(steps=steps, finished=finished, answer=answer, step_scores=(), score=None))
         return out
 
     groups = await gather_or_cancel(*(extend(p) for p in prefixes))  # one failure cancels the siblings
@@ -357,9 +357,10 @@ async def score_candidates(
     else:
         scores = await ctx.verifier.score(question, [c.steps for c in judged], ledger=ledger)
     out = []
-    for candidate, rollout, step_scores in zip(candidates, judged, scores, strict=True):
-        scored = rollout.scored(step_scores, aggregation)
-        out.append(replace(candidate, step_scores=scored.step_scores[: len(candidate.steps)], score=scored.score))
+    for candidate, step_scores in zip(candidates, scores, strict=True):  # a rollout's scores judge its start
+        judged_scores = tuple(step_scores)
+        score = aggregate_scores(judged_scores, aggregation)
+        out.append(candidate.evolve(step_scores=judged_scores[: len(candidate.steps)], score=score))
     return out
 
 
