@@ -502,6 +502,9 @@ class Gateway:
         key = (spec.name, spec.supports_thinking)
         if key not in self._passthrough:
             names = frozenset({"reasoning_effort", "thinking"})
+            if spec.supports_thinking is None and not self._model_info(spec):
+                self._passthrough[key] = frozenset()  # LiteLLM knows nothing of it (a server of the user's own)
+                return self._passthrough[key]
             try:
                 takes = spec.supports_thinking or bool(litellm.supports_reasoning(model=spec.name))
                 supported = set(litellm.get_supported_openai_params(model=spec.name) or ()) if takes else set(names)
