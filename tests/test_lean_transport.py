@@ -172,6 +172,9 @@ def test_what_takes_the_lean_path() -> None:
     assert lean_route("openai/fake", None, {}) is None  # the provider's own host: LiteLLM
     assert lean_route("hosted_vllm/fake", base, {}) is None  # another provider route: LiteLLM
     assert lean_route("openai/fake", base, {"thinking": {"type": "enabled"}}) is None  # LiteLLM drops it there
+    # A model LiteLLM knows may be rewritten on its way (max_completion_tokens for reasoning models): LiteLLM.
+    assert lean_route("openai/o3-mini", base, {"max_tokens": 8}) is None
+    assert lean_route("openai/gpt-4o-mini", base, {}) is None
 
 
 async def test_a_parameter_litellm_treats_its_own_way_goes_through_litellm() -> None:

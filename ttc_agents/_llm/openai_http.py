@@ -101,11 +101,15 @@ def lean_route(model: str, api_base: str | None, params: Mapping[str, Any]) -> s
     """The model name to send to ``api_base`` when a request can take the lean transport, else None.
 
     It can when LiteLLM would send it to ``api_base`` through its OpenAI route (``openai/NAME``) with the
-    body unchanged (every key of ``params`` in :data:`LEAN_PARAMS`) and LiteLLM holds no key of its own
-    that it would send instead (``litellm.api_key`` / ``litellm.openai_key``, set in code)."""
+    body unchanged: every key of ``params`` in :data:`LEAN_PARAMS`, a name LiteLLM's cost map does not know
+    (it rewrites requests for the models it knows, e.g. ``max_completion_tokens`` for reasoning models,
+    which a proxy at ``api_base`` may pass on to OpenAI), and no key LiteLLM holds of its own that it would
+    send instead (``litellm.api_key`` / ``litellm.openai_key``, set in code)."""
     if api_base is None or not model.startswith(_PREFIX) or len(model) == len(_PREFIX):
         return None
     if any(key not in LEAN_PARAMS for key in params):
+        return None
+    if in_cost_map(model):  # a name LiteLLM knows (gpt-5, o3...) it may send differently (max_completion_tokens)
         return None
     litellm = sys.modules.get("litellm")
     if litellm is not None and (getattr(litellm, "api_key", None) or getattr(litellm, "openai_key", None)):
@@ -126,17 +130,26 @@ def _cost_map_text() -> str | None:
 
 
 def in_cost_map(model: str) -> bool:
-    """Whether LiteLLM's cost map may price ``model``, decided without importing LiteLLM: some key of its
-    bundled map equals the name or a part of it after a ``/``. True (ask LiteLLM) when LiteLLM is loaded
-    already (prices may have been registered in code), when it fetches a remote map
-    (``LITELLM_LOCAL_MODEL_COST_MAP`` not true), or when the bundled map cannot be read."""
-    if "litellm" in sys.modules or os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "").lower() != "true":
-        return True
-    text = _cost_map_text()
-    if text is None:
-        return True
+    """Whether LiteLLM's cost map may know ``model``: some key of it equals the name or a part of it after
+    a ``/``. Read from LiteLLM's map when LiteLLM is loaded (prices may have been registered in code), else
+    from its bundled file without importing it; True (ask LiteLLM) when it fetches a remote map
+    (``LITELLM_LOCAL_MODEL_COST_MAP`` not true) or the bundled map cannot be read."""
     parts = model.split("/")
-    return any(json.dumps("/".join(parts[i:])) + ":" in text for i in range(len(parts)))
+    names = ["/".join(parts[i:]) for i in range(len(parts))]
+    litellm = sys.modules.get("litellm")
+    cost = getattr(litellm, "model_cost", None) if litellm is not None else None
+    if isinstance(cost, Mapping):
+        return any(name in cost for name in names)
+    if os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "").lower() != "true":
+        return True
+    return _in_bundled_map(tuple(names))
+
+
+@cache
+def _in_bundled_map(names: tuple[str, ...]) -> bool:
+    """Whether a key of LiteLLM's bundled cost map is one of ``names`` (a text search: ~10 ms, once per model)."""
+    text = _cost_map_text()
+    return text is None or any(json.dumps(name) + ":" in text for name in names)
 
 
 @dataclass(frozen=True, slots=True)
