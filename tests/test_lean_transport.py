@@ -217,3 +217,31 @@ def test_a_process_that_only_uses_openai_compatible_servers_never_imports_litell
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+async def test_a_response_without_usage_is_booked_at_upper_bounds_not_as_free() -> None:
+    from aiohttp import web
+
+    from ttc_agents._llm.gateway import prompt_token_bound
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        choice = {"message": {"role": "assistant", "content": "The answer is 89."}, "finish_reason": "stop"}
+        return web.json_response({"id": "x", "choices": [choice] * int(body.get("n", 1))})  # no usage
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        model = ModelSpec(name="openai/quiet", api_base=f"http://127.0.0.1:{port}/v1", api_key=SecretStr("none"))
+        ledger = Ledger()
+        batch = await Gateway(retry=FAST).sample(model, MESSAGES, 2, ledger=ledger)
+    finally:
+        await runner.cleanup()
+    assert batch.texts == ["The answer is 89."] * 2
+    assert ledger.total.prompt_tokens == prompt_token_bound(MESSAGES)
+    assert ledger.total.completion_tokens == 2 * len("The answer is 89.")

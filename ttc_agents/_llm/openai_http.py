@@ -362,9 +362,25 @@ class OpenAIHTTPTransport:
         if status >= 400:
             _raise_status_error(litellm_model, status, raw, response_headers)
         try:
-            return parse_chat_response(json.loads(raw))
+            data = json.loads(raw)
+            parsed = parse_chat_response(data)
         except ValueError as exc:
             _raise_litellm_error(litellm_model, 500, f"invalid JSON in the response ({exc})", None, None, cause=exc)
+        if isinstance(data, Mapping) and not isinstance(data.get("usage"), Mapping):
+            return _with_usage_bounds(parsed, messages)
+        return parsed
+
+
+def _with_usage_bounds(response: ChatResponse, messages: Sequence[Mapping[str, Any]]) -> ChatResponse:
+    """A response from a server that reported no ``usage``, booked at upper bounds instead of nothing (a
+    budget must not see it as free): the prompt's bound (:func:`~ttc_agents._llm.gateway.prompt_token_bound`)
+    and each choice's UTF-8 size (every token of a byte-level tokenizer covers at least one byte)."""
+    from ttc_agents._llm.gateway import prompt_token_bound
+
+    prompt = prompt_token_bound(messages)
+    completion = sum(len((c.message.content or "").encode("utf-8", "surrogatepass")) for c in response.choices)
+    usage = ChatUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return ChatResponse(response.choices, usage, response.model, response.id)
 
 
 def _dumps(value: Any) -> str:
