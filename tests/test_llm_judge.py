@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from ttc_agents import ArithmeticStepVerifier, ModelConfigError
 from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._core.candidates import UnjudgedScore
 from ttc_agents._llm.gateway import Gateway, RetryPolicy, Sample
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._llm.scripted import register_scripted_provider
@@ -305,6 +306,7 @@ async def test_prm_budget_refusal_gives_neutral_scores_and_stops(judge_server: F
     steps = ["a ok", "b bad", "c ok", "d ok", "e ok"]
     scores = await asyncio.wait_for(prm.score(QUESTION, [steps], ledger=ledger), 30)
     assert scores == [[pytest.approx(0.9), pytest.approx(0.2), NEUTRAL_SCORE, NEUTRAL_SCORE, NEUTRAL_SCORE]]
+    assert [isinstance(s, UnjudgedScore) for s in scores[0]] == [False, False, True, True, True]  # never outvote
     assert len(judge_server.requests) == 2
     assert CountingGateway.calls == 3  # two judged, one refused, then no more
     assert ledger.stopped_by == "max_samples"
@@ -400,5 +402,7 @@ def test_factory_builds_the_arithmetic_verifier() -> None:
 
 @pytest.mark.parametrize("spec", ["", "bogus", "prm:", "prm", "orm: ", "reward:http://x", "reward:#m", "nonee"])
 def test_factory_rejects_unknown_specs(spec: str) -> None:
-    with pytest.raises(ValueError, match=r"accepted forms: none, arithmetic, confidence, prm:MODEL, orm:MODEL, reward:URL#MODEL"):
+    with pytest.raises(
+        ValueError, match=r"accepted forms: none, arithmetic, confidence, prm:MODEL, orm:MODEL, reward:URL#MODEL"
+    ):
         make_verifier(spec)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ttc_agents._core.budget import Budget, Ledger
+from ttc_agents._core.candidates import UnjudgedScore
 from ttc_agents.verifiers._reward_model import RewardModelError, RewardModelVerifier, pooling_url
 
 SEP = "<extra_0>"
@@ -304,7 +305,8 @@ async def test_no_steps_no_requests(server: FakePoolingServer) -> None:
 async def test_spent_time_budget_gives_neutral_scores(server: FakePoolingServer) -> None:
     verifier = RewardModelVerifier(server.url, model=MODEL)
     ledger = Ledger(Budget(max_seconds=1), started_at=time.time() - 5)
-    assert await score(verifier, [["a good", "b good"]], ledger=ledger) == [[0.5, 0.5]]
+    scores = await score(verifier, [["a good", "b good"]], ledger=ledger)
+    assert scores == [[0.5, 0.5]] and all(isinstance(s, UnjudgedScore) for s in scores[0])
     assert server.requests == []
     assert ledger.stopped_by == "max_seconds"
 

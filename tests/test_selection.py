@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
-from ttc_agents import Candidate, aggregate_scores, select_answer, select_hierarchical
+from ttc_agents import (
+    BestOfNSpec,
+    Candidate,
+    aggregate_scores,
+    build_strategy_graph,
+    select_answer,
+    select_hierarchical,
+)
+from ttc_agents._core.candidates import UNJUDGED
 
 
 def cand(answer: str | None, score: float | None, chain: int | None = None) -> Candidate:
@@ -34,6 +44,38 @@ def test_majority_counts_equivalent_answers_together() -> None:
 def test_unscored_candidates_weigh_one_each() -> None:
     pool = [cand("4", None), cand("5", None), cand("5", None)]
     assert select_answer(pool, "weighted").answer == "5"
+
+
+def unjudged(answer: str) -> Candidate:
+    return Candidate(steps=("x",), answer=answer, finished=True, score=UNJUDGED, meta={"unjudged": True})
+
+
+def test_samples_the_verifier_never_judged_do_not_outvote_judged_ones() -> None:
+    # The budget ran out while the verifier scored: three samples kept the neutral 0.5. Counted, they
+    # would win the weighted vote (1.5 > 1.3) and the naive pick (0.5 > 0.45) with an answer no
+    # verifier ever looked at.
+    pool = [cand("7", 0.7), cand("7", 0.6), cand("9", 0.45), *(unjudged("12") for _ in range(3))]
+    assert select_answer(pool, "weighted").answer == "7"
+    assert select_answer(pool, "naive").answer == "7"
+    assert select_answer(pool, "majority").answer == "12"  # majority reads no scores
+    assert select_answer([unjudged("12"), unjudged("12"), unjudged("5")], "weighted").answer == "12"  # all there is
+
+
+async def test_score_candidates_marks_the_unjudged_and_best_of_n_ignores_them() -> None:
+    calls: list[int] = []
+
+    def verifier(question: str, candidates: Sequence[Sequence[str]]) -> list[list[float]]:
+        calls.append(len(candidates))  # the first candidate judged poorly, the budget refused the rest
+        return [[0.01] * len(steps) if i == 0 else [UNJUDGED] * len(steps) for i, steps in enumerate(candidates)]
+
+    spec = BestOfNSpec(n=8, seed=4, selection="weighted")
+    graph = build_strategy_graph(spec, model="scripted/arith-hard", verifier=verifier)
+    result = await graph.ainvoke({"question": "What is 81 / 9 + 17 * 3 - 40 * 2 + 7?"})
+    first, *rest = result["candidates"]
+    assert calls == [8]
+    assert "unjudged" not in first.meta and all(c.meta.get("unjudged") for c in rest)
+    assert all(type(s) is float for c in result["candidates"] for s in c.step_scores)  # plain floats stored
+    assert first.answer is not None and result["answer"] == first.answer
 
 
 @pytest.mark.parametrize("method", ["naive", "weighted", "majority"])

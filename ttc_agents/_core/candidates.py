@@ -3,7 +3,9 @@
 Per candidate, the verifier's step scores are reduced to one number (``last`` by default: the
 paper found the last step's PRM score best). Across candidates the answer is chosen by naive
 best-of-N (highest score), best-of-N weighted (sum of scores per distinct final answer) or
-majority vote. A candidate with no parseable answer never wins over one that has an answer.
+majority vote. A candidate with no parseable answer never wins over one that has an answer, and
+one the verifier did not judge (its call refused by the budget: :data:`UNJUDGED`) never outweighs
+the judged ones.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any, Literal
 from ttc_agents._core.answers import group_answers, normalize_answer
 
 __all__ = [
+    "UNJUDGED",
     "Aggregation",
     "Candidate",
     "Selection",
     "SelectionMethod",
+    "UnjudgedScore",
     "aggregate_scores",
     "select_answer",
     "select_hierarchical",
@@ -27,6 +31,21 @@ __all__ = [
 
 Aggregation = Literal["last", "min", "prod", "mean"]
 SelectionMethod = Literal["naive", "weighted", "majority"]
+
+
+class UnjudgedScore(float):
+    """The neutral score a verifier gives a step it did not judge (the budget refused the call).
+
+    It is 0.5 in arithmetic, so a search can still rank with it, but :func:`score_candidates
+    <ttc_agents._routing.moves.score_candidates>` marks its candidate ``meta["unjudged"]``, and selection
+    leaves such candidates out while judged ones exist: a budget running out mid-scoring must not give
+    unjudged samples a vote as if a verifier had found them half right."""
+
+    __slots__ = ()
+
+
+UNJUDGED: float = UnjudgedScore(0.5)
+"""The score of a step no verifier call judged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +135,8 @@ def select_answer(candidates: Sequence[Candidate], method: SelectionMethod = "we
     ``naive``: the single highest-scored candidate. ``weighted``: the answer whose equivalent
     candidates have the largest summed score. ``majority``: the most frequent answer (summed score
     breaks ties). Unscored candidates count with score 1.0 for weighting, so ``weighted`` without
-    a verifier is majority vote. Ties keep the earliest candidate.
+    a verifier is majority vote. ``naive`` and ``weighted`` leave out candidates marked unjudged (see
+    :class:`UnjudgedScore`) when any answered candidate was judged. Ties keep the earliest candidate.
     """
     if not candidates:
         return Selection(None, None, {})
@@ -125,6 +145,8 @@ def select_answer(candidates: Sequence[Candidate], method: SelectionMethod = "we
     if not answered:
         best = max(range(len(candidates)), key=lambda i: _score(candidates[i]))
         return Selection(None, best, {})
+    if method != "majority":
+        answered = [i for i in answered if not candidates[i].meta.get("unjudged")] or answered
     if method == "naive":
         best = max(answered, key=lambda i: (_score(candidates[i]), -i))
         return Selection(candidates[best].answer, best, {str(candidates[best].answer): _score(candidates[best])})

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from ttc_agents._core.answers import extract_answer, split_steps
 from ttc_agents._core.budget import Budget, BudgetLimit, Ledger, LedgerSnapshot
-from ttc_agents._core.candidates import Aggregation, Candidate, Selection, aggregate_scores
+from ttc_agents._core.candidates import Aggregation, Candidate, Selection, UnjudgedScore, aggregate_scores
 from ttc_agents._core.specs import TreeSearchSpec
 from ttc_agents._core.thinking import Thinking
 from ttc_agents._llm.gateway import Gateway, Message, Sample, gather_or_cancel, get_default_gateway
@@ -358,9 +358,16 @@ async def score_candidates(
         scores = await ctx.verifier.score(question, [c.steps for c in judged], ledger=ledger)
     out = []
     for candidate, step_scores in zip(candidates, scores, strict=True):  # a rollout's scores judge its start
-        judged_scores = tuple(step_scores)
-        score = aggregate_scores(judged_scores, aggregation)
-        out.append(candidate.evolve(step_scores=judged_scores[: len(candidate.steps)], score=score))
+        judged_scores = tuple(map(float, step_scores))
+        update: dict[str, Any] = {
+            "step_scores": judged_scores[: len(candidate.steps)],
+            "score": aggregate_scores(judged_scores, aggregation),
+        }
+        if any(isinstance(s, UnjudgedScore) for s in step_scores):  # the budget refused the verifier
+            update["meta"] = {**candidate.meta, "unjudged": True}
+        elif "unjudged" in candidate.meta:
+            update["meta"] = {k: v for k, v in candidate.meta.items() if k != "unjudged"}
+        out.append(candidate.evolve(**update))
     return out
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ttc_agents._core.budget import Ledger
-from ttc_agents._core.candidates import Candidate
+from ttc_agents._core.candidates import Candidate, UnjudgedScore
 
 __all__ = ["CallableVerifier", "CandidateVerifier", "ScoreFunction", "Verifier", "as_verifier"]
 
@@ -68,7 +68,7 @@ class CallableVerifier:
         result = self.function(question, candidates)
         if inspect.isawaitable(result):
             result = await result
-        scores = [list(map(float, s)) for s in result]
+        scores = [[x if isinstance(x, UnjudgedScore) else float(x) for x in s] for s in result]  # UNJUDGED stays
         if len(scores) != len(candidates):
             raise ValueError(
                 f"verifier {self.name!r} returned {len(scores)} score lists for {len(candidates)} candidates"

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ttc_agents._core.budget import Ledger
+from ttc_agents._core.candidates import UNJUDGED
 from ttc_agents._llm.gateway import Gateway, Sample, gather_or_cancel, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents.prompts import render_prompt
@@ -218,7 +219,7 @@ class _LLMJudge:
                 known[unit] = cached
         known.update(await self._judge_all(question, missing, ledger))
         return [
-            self._expand(steps, [known.get(u, NEUTRAL_SCORE) for u in per_candidate])
+            self._expand(steps, [known.get(u, UNJUDGED) for u in per_candidate])
             for steps, per_candidate in zip(candidates, units, strict=True)
         ]
 

@@ -45,14 +45,13 @@ import httpx
 from pydantic import SecretStr
 
 from ttc_agents._core.budget import Ledger, Usage
+from ttc_agents._core.candidates import UNJUDGED
 from ttc_agents._llm.retry import RetryPolicy, async_retrying
 
 __all__ = ["QWEN_MATH_SYSTEM_PROMPT", "RewardModelError", "RewardModelVerifier"]
 
 QWEN_MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 """The system prompt of the Qwen2.5-Math-PRM model card."""
-
-_NEUTRAL = 0.5
 
 
 class RewardModelError(RuntimeError):
@@ -181,7 +180,7 @@ class RewardModelVerifier:
                     rows = await self._request(client, texts, ledger)
                 for i, item in zip(batch, rows, strict=True):
                     steps = len(candidates[i])
-                    out[i] = [_NEUTRAL] * steps if item is None else self._step_scores(item, steps)
+                    out[i] = [UNJUDGED] * steps if item is None else self._step_scores(item, steps)
 
             await _gather_or_cancel([run(batch) for batch in batches])
         return out
