@@ -244,6 +244,15 @@ class _ClientGuard:
         budget = tighten(_ceiling(config, self._ttc_operator), _as_budget(input.get("budget"), "input 'budget'"))
         return {**input, "budget": budget}
 
+    # invoke/ainvoke too, not only the streams they usually run on: a strategy graph's unobserved
+    # ainvoke runs its nodes directly (ttc_agents._routing.direct), without astream. Checking twice
+    # is harmless: a budget already under the ceiling is its own tightening.
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return super().invoke(self._ttc_input(input, config), config, **kwargs)  # type: ignore[misc]
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await super().ainvoke(self._ttc_input(input, config), config, **kwargs)  # type: ignore[misc]
+
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return super().stream(self._ttc_input(input, config), config, **kwargs)  # type: ignore[misc]
 

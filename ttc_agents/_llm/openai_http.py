@@ -36,6 +36,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from ttc_agents._llm.token_bounds import prompt_token_bound
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -373,10 +375,8 @@ class OpenAIHTTPTransport:
 
 def _with_usage_bounds(response: ChatResponse, messages: Sequence[Mapping[str, Any]]) -> ChatResponse:
     """A response from a server that reported no ``usage``, booked at upper bounds instead of nothing (a
-    budget must not see it as free): the prompt's bound (:func:`~ttc_agents._llm.gateway.prompt_token_bound`)
+    budget must not see it as free): the prompt's bound (:func:`~ttc_agents._llm.token_bounds.prompt_token_bound`)
     and each choice's UTF-8 size (every token of a byte-level tokenizer covers at least one byte)."""
-    from ttc_agents._llm.gateway import prompt_token_bound
-
     prompt = prompt_token_bound(messages)
     completion = sum(len((c.message.content or "").encode("utf-8", "surrogatepass")) for c in response.choices)
     usage = ChatUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
