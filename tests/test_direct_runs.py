@@ -52,7 +52,12 @@ class NodeNames(AsyncCallbackHandler):
 
 
 def outcome(result: dict[str, Any]) -> tuple[Any, ...]:
-    entries = sorted(result["ledger"].entries, key=lambda e: (e.node, e.model))  # concurrent chains book in any order
+    # Concurrent chains book in any order, and a node's USD/FLOPs are float sums of its calls: summed in
+    # another order they may differ in the last bit. Compare them to 12 significant digits.
+    entries = sorted(
+        (e.node, e.model, {k: float(f"{v:.12g}") if isinstance(v, float) else v for k, v in e.usage.as_dict().items()})
+        for e in result["ledger"].entries
+    )
     return result["answer"], result["candidates"], entries, result["stopped_by"], result["strategy"]
 
 
