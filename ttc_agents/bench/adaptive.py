@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ttc_agents.bench._common import paired_interval
+
 __all__ = ["format_report", "main"]
 
 _GRAPH_SEED_OFFSET = 7919
@@ -34,16 +36,6 @@ _GRAPH_SEED_OFFSET = 7919
 
 def _model(setting: str) -> str:
     return f"scripted/{setting}"
-
-
-def _paired(differences: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95% normal half-width of paired differences."""
-    n = len(differences)
-    mean = math.fsum(differences) / n
-    if n < 2:
-        return mean, math.inf
-    variance = math.fsum((d - mean) ** 2 for d in differences) / (n - 1)
-    return mean, 1.96 * math.sqrt(variance / n)
 
 
 async def _setting(setting: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -122,7 +114,7 @@ async def _setting(setting: str, args: argparse.Namespace) -> list[dict[str, Any
         mean = {k: math.fsum(v) / len(v) for k, v in r.items()}
         for key in ("graph_samples", "graph_calls", "graph_tokens", "graph_accuracy"):
             mean.setdefault(key, math.nan)
-        difference, half_width = _paired(r["difference"])
+        difference, half_width = paired_interval(r["difference"])
         out.append(
             {
                 "setting": setting,

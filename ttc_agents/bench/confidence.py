@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from tqdm import tqdm
+
+from ttc_agents.bench._common import paired_interval
 
 __all__ = ["main"]
 
@@ -29,16 +30,6 @@ _RULES: tuple[tuple[str, str, float | None], ...] = (
     ("confidence-weighted, keep 0.25", "weighted", 0.25),
     ("most confident sample", "naive", 1.0),
 )
-
-
-def _paired(differences: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95% normal half-width of paired differences."""
-    n = len(differences)
-    mean = math.fsum(differences) / n
-    if n < 2:
-        return mean, math.inf
-    variance = math.fsum((d - mean) ** 2 for d in differences) / (n - 1)
-    return mean, 1.96 * math.sqrt(variance / n)
 
 
 async def _measure(model: str, args: argparse.Namespace, bar: tqdm[Any]) -> list[str]:
@@ -67,7 +58,7 @@ async def _measure(model: str, args: argparse.Namespace, bar: tqdm[Any]) -> list
     base = results["majority"]
     lines = []
     for name, correct in results.items():
-        diff, half = _paired([a - b for a, b in zip(correct, base, strict=True)])
+        diff, half = paired_interval([a - b for a, b in zip(correct, base, strict=True)])
         lines.append(
             f"{model:<22} {args.n:>3} {name:<32} {sum(correct) / len(correct):>6.3f} "
             f"{diff:+.3f} [{diff - half:+.3f}, {diff + half:+.3f}]"

@@ -27,6 +27,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ttc_agents.bench._common import drive
+
 __all__ = ["main", "measure"]
 
 N = 16
@@ -34,21 +36,6 @@ N = 16
 
 def _question(i: int) -> str:
     return f"What is {i} * 7 + {i % 13}?"
-
-
-async def _drive(questions: int, concurrency: int, one: Callable[[int], Awaitable[int]], bar: tqdm[Any]) -> int:
-    limit = asyncio.Semaphore(concurrency)
-    samples = 0
-
-    async def task(i: int) -> None:
-        nonlocal samples
-        async with limit:
-            got = await one(i)  # not `samples += await ...`: that reads `samples` before the await
-            samples += got
-            bar.update(1)
-
-    await asyncio.gather(*(task(i) for i in range(questions)))
-    return samples
 
 
 def _clients(base_url: str) -> dict[str, Callable[[], Callable[[int], Awaitable[int]]]]:
@@ -119,7 +106,7 @@ async def _timed(
     one = factory()
     await one(0)  # warm up imports and connections outside the measurement
     cpu, wall = time.process_time(), time.perf_counter()
-    samples = await _drive(questions, concurrency, one, bar)
+    samples = await drive(questions, concurrency, one, bar)
     measured = samples, time.process_time() - cpu, time.perf_counter() - wall
     close = getattr(one, "close", None)
     if close is not None:

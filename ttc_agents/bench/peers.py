@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from ttc_agents.bench._common import drive
+
 __all__ = ["CLIENTS", "main", "score_text"]
 
 CLIENTS: dict[str, tuple[str, ...]] = {
@@ -173,18 +175,9 @@ _FACTORIES: dict[str, Callable[[str, str, int], Coroutine[Any, Any, One]]] = {
 
 
 async def _measure(one: One, questions: int, concurrency: int) -> dict[str, float]:
-    limit = asyncio.Semaphore(concurrency)
-    samples = 0
-
-    async def task(i: int) -> None:
-        nonlocal samples
-        async with limit:
-            got = await one(i)
-            samples += got
-
     await one(0)  # warm up: imports, connections, compiled graphs
     cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(task(i) for i in range(1, questions + 1)))
+    samples = await drive(range(1, questions + 1), concurrency, one)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"cpu_s": cpu, "wall_s": wall, "samples": samples}
 

@@ -127,6 +127,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     async def run(graph: Any, inputs: dict[str, Any], problem: Any, tag: str = "") -> tuple[float, bool]:
         async with limit:
             out = await graph.ainvoke(inputs)
+        correct = bool(grade(problem, out["answer"]))
         choice = (out.get("trace") or {}).get("choice")
         if tag and choice:
             chosen.setdefault(tag, []).append(_strategy_label(choice["strategy"]))
@@ -135,7 +136,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             details.setdefault(tag, []).append(
                 {
                     "question": problem.id,
-                    "correct": bool(grade(problem, out["answer"])),
+                    "correct": correct,
                     "samples": total.samples,
                     "calls": total.calls,
                     "tokens": total.total_tokens,
@@ -143,7 +144,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
                     "stopped_by": out.get("stopped_by"),
                 }
             )
-        return float(out["ledger"].total.total_tokens), bool(grade(problem, out["answer"]))
+        return float(out["ledger"].total.total_tokens), correct
 
     matched = []
     for n in budgets:

@@ -31,10 +31,11 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ttc_agents.bench._common import drive
 from ttc_agents.testing import ServerProcess, serve_until_stdin_closes
 
 __all__ = ["arithmetic_rows", "group_spec", "main", "measure_engines", "measure_router"]
@@ -67,28 +68,14 @@ def arithmetic_rows(count: int, start: int = 0) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _drive(questions: int, concurrency: int, one: Callable[[int], Awaitable[int]]) -> int:
-    limit = asyncio.Semaphore(concurrency)
-    samples = 0
-
-    async def task(i: int) -> None:
-        nonlocal samples
-        async with limit:
-            got = await one(i)
-            samples += got
-
-    await asyncio.gather(*(task(i) for i in range(questions)))
-    return samples
-
-
 async def _timed_variant(graphs: Sequence[Any], questions: int, concurrency: int) -> tuple[int, float, float]:
     async def one(i: int) -> int:
         result = await graphs[i % len(graphs)].ainvoke({"question": f"What is {i} * 7 + {i % 13}?"})
         return int(result["ledger"].total.samples)
 
-    await _drive(len(graphs) * 2, len(graphs) * 2, one)  # warm up: imports, Routers, connections
+    await drive(len(graphs) * 2, len(graphs) * 2, one)  # warm up: imports, Routers, connections
     cpu, wall = time.process_time(), time.perf_counter()
-    samples = await _drive(questions, concurrency, one)
+    samples = await drive(questions, concurrency, one)
     return samples, time.process_time() - cpu, time.perf_counter() - wall
 
 
