@@ -268,8 +268,10 @@ async def test_one_failing_top_up_cancels_its_siblings_which_are_booked_at_worst
 
     config = FakeServerConfig(honour_n=False, completion_tokens=5)
     with FakeOpenAIServer(config) as server:
-        # The first request answers; of the two top-ups, one gets a 400 and the other hangs.
-        server.add_faults(Fault.truncated(5), Fault.bad_request(), Fault.hang(3.0))
+        # The first request answers; of the two top-ups, one gets a 400 and the other hangs. The 400 comes
+        # after 0.5 s, so that the other top-up is in flight when it is cancelled (an immediate 400 could
+        # cancel it before it reached the server, on a loaded machine).
+        server.add_faults(Fault.truncated(5), Fault.bad_request(after=0.5), Fault.hang(3.0))
         ledger = Ledger()
         with pytest.raises(litellm.BadRequestError) as info:
             await Gateway(retry=FAST_RETRIES).sample(spec(server, timeout=10.0), MESSAGES, 3, ledger=ledger, seed=1)

@@ -102,16 +102,16 @@ class Fault:
     retry_after: float | None = None
     """Seconds for the ``Retry-After`` header of an HTTP error (no header when None)."""
     seconds: float = 0.0
-    """How long a :attr:`FaultKind.HANG` sleeps before answering."""
+    """How long a :attr:`FaultKind.HANG` sleeps before answering (an HTTP error: before its error)."""
     choices: int = 1
     """How many choices a :attr:`FaultKind.FEWER_CHOICES` response has (capped at ``n - 1``)."""
     tokens: int = 1
     """How many completion tokens a :attr:`FaultKind.TRUNCATE` response keeps per choice."""
 
     @classmethod
-    def http_error(cls, status: int, retry_after: float | None = None) -> Fault:
-        """Any error status, e.g. 500, 502, 503, 400 or 408."""
-        return cls(FaultKind.HTTP_ERROR, status=status, retry_after=retry_after)
+    def http_error(cls, status: int, retry_after: float | None = None, after: float = 0.0) -> Fault:
+        """Any error status, e.g. 500, 502, 503, 400 or 408, sent ``after`` seconds."""
+        return cls(FaultKind.HTTP_ERROR, status=status, retry_after=retry_after, seconds=after)
 
     @classmethod
     def rate_limit(cls, retry_after: float | None = None) -> Fault:
@@ -124,9 +124,9 @@ class Fault:
         return cls.http_error(status)
 
     @classmethod
-    def bad_request(cls) -> Fault:
-        """A 400, which clients must not retry."""
-        return cls.http_error(400)
+    def bad_request(cls, after: float = 0.0) -> Fault:
+        """A 400, which clients must not retry, sent ``after`` seconds."""
+        return cls.http_error(400, after=after)
 
     @classmethod
     def request_timeout(cls) -> Fault:
@@ -499,6 +499,8 @@ class FakeOpenAIServer:
     # -- faults -------------------------------------------------------------------------------------
 
     async def _http_error(self, request: web.Request, fault: Fault, reply: _Reply) -> web.StreamResponse:
+        if fault.seconds > 0:
+            await asyncio.sleep(fault.seconds)
         headers = {}
         if fault.retry_after is not None:
             seconds = fault.retry_after
