@@ -4,6 +4,7 @@ a budget, splitting one total budget by marginal gain, compatibility checks, and
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -352,3 +353,60 @@ def test_a_hard_budget_spends_all_of_itself_on_best_of_n_despite_in_sample_dips(
     assert policy_of([*policy.candidates, proven]).choose(5, Budget(max_tokens=900)).action == proven.action
     unproven = proven.model_copy(update={"eligible": False})
     assert policy_of([*policy.candidates, unproven]).choose(5, Budget(max_tokens=900)).budget == 16
+
+
+def best_of_n_outcomes(correct: dict[tuple[int, int], bool]) -> list[Outcome]:
+    """Best-of-N weighted for questions q{i} at the sizes N in ``correct[(i, N)]``, 100 tokens a sample."""
+    return [
+        Outcome(f"q{i:02d}", action(BestOfNSpec(n=n)), n, right, Cost(samples=n, tokens=100.0 * n))
+        for (i, n), right in sorted(correct.items())
+    ]
+
+
+def test_a_plan_whose_held_out_gain_is_noise_falls_back_to_best_of_n() -> None:
+    """Issue 11 (pop-weakprm, N=8 held out: -4 points): where more samples do not help, a bin's
+    best-of-N curve still rises and dips by chance, greedy reallocation chases those chance rises, and
+    in-sample the plan looks better than best-of-N at N. Held out it is not; so it must not be used."""
+    import random
+
+    rng = random.Random(3)
+    difficulty = {f"q{i:02d}": i / 99 for i in range(100)}
+    # Accuracy depends on the question's bin, never on N: every upgrade's gain is noise.
+    correct = {(i, n): rng.random() < 0.2 + 0.6 * i / 99 for i in range(100) for n in (4, 8, 16)}
+    outcomes = best_of_n_outcomes(correct)
+
+    def fit(margin_z: float) -> Policy:
+        return fit_policy(
+            outcomes, difficulty, models=[MODEL], verifier="arithmetic", dataset="synthetic", margin_z=margin_z
+        )
+
+    ungated = {row["N"]: row for row in fit(-math.inf).diagnostics["plans"]}
+    assert ungated[8]["plan_accuracy"] > ungated[8]["best_of_n_accuracy"]  # in-sample, the plan "wins"
+    # held out, its gain is within noise
+    assert ungated[8]["plan_cv_gain"] - 1.64 * ungated[8]["plan_cv_gain_se"] <= 0
+    policy = fit(1.64)
+    report = {row["N"]: row for row in policy.diagnostics["plans"]}
+    assert not report[8]["plan_kept"]
+    for row in policy.table:
+        if row.budget == 8:
+            assert row.action.strategy == BestOfNSpec(n=8), row.bin
+            assert row.cv_accuracy == row.accuracy  # best-of-N at N was not fitted
+    assert report[8]["plan_accuracy"] == report[8]["best_of_n_accuracy"]
+    assert report[8]["plan_cost"] == report[8]["best_of_n_cost"]
+
+
+def test_a_plan_that_moves_compute_to_where_it_pays_is_kept() -> None:
+    """Easy questions are right with 4 samples, hopeless ones never, the middle only with 16: at the
+    mean cost of best-of-8, the plan gives the easy and hopeless 4 and some of the middle 16, and that
+    gain holds held out."""
+    difficulty = {f"q{i:02d}": 1 - i / 49 for i in range(50)}
+    band = {i: i // 10 for i in range(50)}  # 0 easiest ... 4 hopeless
+    correct = {(i, n): band[i] == 0 or (band[i] < 4 and n == 16) for i in range(50) for n in (4, 8, 16)}
+    policy = fit_policy(
+        best_of_n_outcomes(correct), difficulty, models=[MODEL], verifier="arithmetic", dataset="synthetic"
+    )
+    report = {row["N"]: row for row in policy.diagnostics["plans"]}
+    assert report[8]["plan_kept"] and report[8]["plan_cv_gain"] > 0
+    assert report[8]["plan_accuracy"] > report[8]["best_of_n_accuracy"]
+    assert report[8]["plan_cost"] <= report[8]["best_of_n_cost"] + 1e-9
+    assert {policy.choose(b, 8).action.strategy.n for b in range(1, 6)} != {8}
