@@ -901,14 +901,22 @@ def format_table(policy: Policy, grid: Grid) -> str:
         )
     plans = policy.diagnostics.get("plans") or []
     if plans:
-        lines.append(f"matched-compute plans (mean {plans[0]['unit']} per question, development set):")
         lines.append(
-            f"  {'N':>4}  {'bon-w cost':>10}  {'bon-w acc':>9}  {'plan cost':>9}  {'plan acc':>8}  {'held out':>8}"
+            f"matched-compute plans (mean {plans[0]['unit']} per question, development set; a plan that moves "
+            "compute between bins is used only when its 2-fold held-out gain over best-of-N weighted is "
+            "significant, else best-of-N weighted at N):"
+        )
+        lines.append(
+            f"  {'N':>4}  {'bon-w cost':>10}  {'bon-w acc':>9}  {'plan cost':>9}  {'plan acc':>8}  "
+            f"{'held-out gain':>15}  used"
         )
         for row in plans:
+            gain, se = row.get("plan_cv_gain"), row.get("plan_cv_gain_se")
+            shown = "-" if gain is None or se is None else f"{gain:+.3f} +- {se:.3f}"
+            used = "plan" if row.get("plan_kept", True) else "bon-w"
             lines.append(
                 f"  {row['N']:>4}  {row['best_of_n_cost']:>10.0f}  {row['best_of_n_accuracy']:>9.3f}  "
-                f"{row['plan_cost']:>9.0f}  {row['plan_accuracy']:>8.3f}  {row['plan_cv_accuracy']:>8.3f}"
+                f"{row['plan_cost']:>9.0f}  {row['plan_accuracy']:>8.3f}  {shown:>15}  {used}"
             )
     lines.append(f"grid cost:         {_format_cost(grid.grid_cost)}")
     lines.append(f"naive sum (cells): {_format_cost(grid.naive_cost)}")
