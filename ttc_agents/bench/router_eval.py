@@ -17,6 +17,10 @@ and, on the other half:
    development mean cost fits T, with the same per-sample ``max_tokens`` (the calibrated cap), and
    reports the accuracy difference and the share of T each used.
 
+The held-out runs are repeated ``--replicates`` times (default 3) with independent seeds, and each
+question's outcomes and tokens are averaged over them before the bootstrap: one draw per question
+leaves enough sampling noise that a single unlucky seed can look like a significant difference.
+
 It prints one table for all settings, writes ``router_eval.json`` and a plot per setting
 (``router_eval.png``: the curve, the router's points, the hard-budget points)::
 
@@ -85,42 +89,23 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     cap = policy.completion_caps.get(model_name)
     capped = model if cap is None else model.model_copy(update={"max_tokens": cap})
     curve_budgets = [n for n in CURVE_BUDGETS if n <= args.max_n]
-    pool = await run_grid(
-        held_out,
-        models=[model],
-        verifier=verifier,
-        budgets=curve_budgets,
-        strategies=["best_of_n"],
-        probe_samples=1,
-        progress=False,
-        seed=args.seed + 1,
-    )
-    bar.update(1)
     ids = [p.id for p in held_out]
     position = {q: i for i, q in enumerate(ids)}
+    limit = asyncio.Semaphore(args.concurrency)
+    dev_bon = {row["N"]: row["best_of_n_cost"] for row in policy.diagnostics.get("plans", [])}
+    dev_curve = _dev_curve(result.grid)
+    # Every replicate draws everything anew (the pool, the router's probe and the rest of its samples,
+    # the hard-budget runs) with its own seed; per question, outcomes and tokens are averaged over the
+    # replicates before the paired bootstrap over questions. One draw per question is noisy: on
+    # pop-weakprm, best-of-8 made of the probe's 4 samples and 4 more scored 0.53 to 0.60 over 20
+    # seeds of the 4 more, so one unlucky seed alone looked like a significant loss.
     bon_tokens = np.zeros((len(ids), len(curve_budgets)))
     bon_correct = np.zeros((len(ids), len(curve_budgets)))
-    for cell in pool.cells:
-        o = cell.outcome
-        if getattr(o.action.strategy, "selection", None) == "weighted":
-            column = curve_budgets.index(o.budget)
-            bon_tokens[position[o.question_id], column] = o.cost.tokens
-            bon_correct[position[o.question_id], column] = o.correct
-    limit = asyncio.Semaphore(args.concurrency)
-
-    def router_graph() -> Any:
-        # Every run gets a verifier with an empty score cache, so that it pays for all it judges:
-        # an LLM judge's cache would otherwise hand later runs the scores earlier ones paid for.
-        # The probe draws with the held-out pool's seed: its samples ARE the pool's first samples, so
-        # where the router runs best-of-N it is compared with best-of-N on common random numbers.
-        return Router(
-            policy,
-            models={model_name: model},
-            verifier=fresh_verifier(verifier),
-            verifier_name=verifier_spec,
-            probe_seed=args.seed + 1,
-        ).graph
-
+    router_tokens = {n: np.zeros(len(ids)) for n in budgets}
+    router_correct = {n: np.zeros(len(ids)) for n in budgets}
+    hard_sums: dict[int, dict[str, np.ndarray]] = {
+        n: {k: np.zeros(len(ids)) for k in ("r_correct", "r_tokens", "b_correct", "b_tokens")} for n in budgets
+    }
     chosen: dict[str, list[str]] = {}
     details: dict[str, list[dict[str, Any]]] = {}
 
@@ -131,7 +116,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
         choice = (out.get("trace") or {}).get("choice")
         if tag and choice:
             chosen.setdefault(tag, []).append(_strategy_label(choice["strategy"]))
-        if tag:
+        if tag and not tag.endswith("+"):  # per-question details of the first replicate only
             total = out["ledger"].total
             details.setdefault(tag, []).append(
                 {
@@ -146,54 +131,109 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             )
         return float(out["ledger"].total.total_tokens), correct
 
-    matched = []
-    for n in budgets:
-        runs = await asyncio.gather(
-            *(run(router_graph(), {"question": p.question, "generation_budget": n}, p) for p in held_out)
+    for replicate in range(args.replicates):
+        seed = args.seed + 1 + 1000 * replicate
+        later = "+" if replicate else ""
+        pool = await run_grid(
+            held_out,
+            models=[model],
+            verifier=verifier,
+            budgets=curve_budgets,
+            strategies=["best_of_n"],
+            probe_samples=1,
+            progress=False,
+            seed=seed,
         )
-        tokens = np.array([t for t, _ in runs])
-        correct = np.array([c for _, c in runs], dtype=float)
-        matched.append({"N": n, **matched_compute(bon_tokens, bon_correct, tokens, correct, seed=args.seed)})
+        for cell in pool.cells:
+            o = cell.outcome
+            if getattr(o.action.strategy, "selection", None) == "weighted":
+                column = curve_budgets.index(o.budget)
+                bon_tokens[position[o.question_id], column] += o.cost.tokens
+                bon_correct[position[o.question_id], column] += o.correct
         bar.update(1)
-    dev_bon = {row["N"]: row["best_of_n_cost"] for row in policy.diagnostics.get("plans", [])}
-    dev_curve = _dev_curve(result.grid)
+
+        def router_graph(seed: int = seed) -> Any:
+            # Every run gets a verifier with an empty score cache, so that it pays for all it judges:
+            # an LLM judge's cache would otherwise hand later runs the scores earlier ones paid for.
+            # The probe draws with the held-out pool's seed: its samples ARE the pool's first samples,
+            # so where the router runs best-of-N it is compared with best-of-N on common random numbers.
+            return Router(
+                policy,
+                models={model_name: model},
+                verifier=fresh_verifier(verifier),
+                verifier_name=verifier_spec,
+                probe_seed=seed,
+            ).graph
+
+        for n in budgets:
+            runs = await asyncio.gather(
+                *(run(router_graph(), {"question": p.question, "generation_budget": n}, p) for p in held_out)
+            )
+            router_tokens[n] += [t for t, _ in runs]
+            router_correct[n] += [c for _, c in runs]
+            bar.update(1)
+        for n in budgets:
+            limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
+            fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
+            spec = BestOfNSpec(n=max(fits), selection="weighted", seed=seed)
+            budget = Budget(max_tokens=limit_tokens)
+
+            def bon_graph(spec: BestOfNSpec = spec) -> Any:
+                return build_strategy_graph(spec, model=capped, verifier=fresh_verifier(verifier))
+
+            routed, plain = await asyncio.gather(
+                asyncio.gather(
+                    *(
+                        run(router_graph(), {"question": p.question, "budget": budget}, p, f"T{n}{later}")
+                        for p in held_out
+                    )
+                ),
+                asyncio.gather(
+                    *(run(bon_graph(), {"question": p.question, "budget": budget}, p, f"B{n}{later}") for p in held_out)
+                ),
+            )
+            sums = hard_sums[n]
+            sums["r_tokens"] += [t for t, _ in routed]
+            sums["r_correct"] += [c for _, c in routed]
+            sums["b_tokens"] += [t for t, _ in plain]
+            sums["b_correct"] += [c for _, c in plain]
+            bar.update(1)
+
+    reps = args.replicates
+    bon_tokens, bon_correct = bon_tokens / reps, bon_correct / reps
+    matched = [
+        {
+            "N": n,
+            **matched_compute(
+                bon_tokens, bon_correct, router_tokens[n] / reps, router_correct[n] / reps, seed=args.seed
+            ),
+        }
+        for n in budgets
+    ]
     hard = []
     for n in budgets:
         limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
         fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
-        spec = BestOfNSpec(n=max(fits), selection="weighted", seed=args.seed + 1)
-        budget = Budget(max_tokens=limit_tokens)
-
-        def bon_graph(spec: BestOfNSpec = spec) -> Any:
-            return build_strategy_graph(spec, model=capped, verifier=fresh_verifier(verifier))
-
-        routed, plain = await asyncio.gather(
-            asyncio.gather(
-                *(run(router_graph(), {"question": p.question, "budget": budget}, p, f"T{n}") for p in held_out)
-            ),
-            asyncio.gather(
-                *(run(bon_graph(), {"question": p.question, "budget": budget}, p, f"B{n}") for p in held_out)
-            ),
-        )
-        r_correct = np.array([c for _, c in routed], dtype=float)
-        b_correct = np.array([c for _, c in plain], dtype=float)
-        delta, ci = paired_difference(r_correct, b_correct, seed=args.seed)
+        sums = {k: v / reps for k, v in hard_sums[n].items()}
+        delta, ci = paired_difference(sums["r_correct"], sums["b_correct"], seed=args.seed)
+        choices = chosen.get(f"T{n}", []) + chosen.get(f"T{n}+", [])
         hard.append(
             {
                 "T": limit_tokens,
                 "best_of_n": max(fits),
-                "router_accuracy": float(r_correct.mean()),
-                "router_used": float(np.mean([t for t, _ in routed]) / limit_tokens),
-                "router_max_used": float(max(t for t, _ in routed) / limit_tokens),
-                "best_of_n_accuracy": float(b_correct.mean()),
-                "best_of_n_used": float(np.mean([t for t, _ in plain]) / limit_tokens),
+                "router_accuracy": float(sums["r_correct"].mean()),
+                "router_used": float(sums["r_tokens"].mean() / limit_tokens),
+                "router_max_used": float(
+                    max(d["tokens"] for d in details.get(f"T{n}", [{"tokens": 0}])) / limit_tokens
+                ),
+                "best_of_n_accuracy": float(sums["b_correct"].mean()),
+                "best_of_n_used": float(sums["b_tokens"].mean() / limit_tokens),
                 "delta": delta,
                 "delta_ci": ci,
-                "router_chose": dict(Counter(chosen.get(f"T{n}", [])).most_common()),
+                "router_chose": dict(Counter(choices).most_common()),
                 "per_question": {"router": details.get(f"T{n}", []), "best_of_n": details.get(f"B{n}", [])},
             }
         )
-        bar.update(1)
     curve = [
         {"N": n, "tokens": float(bon_tokens[:, i].mean()), "accuracy": float(bon_correct[:, i].mean())}
         for i, n in enumerate(curve_budgets)
@@ -337,13 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--replicates",
+        type=int,
+        default=3,
+        help="independent draws of the held-out runs (pool, router, hard budgets), averaged per question",
+    )
     parser.add_argument("--out", default="bench-router")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     budgets = args.budgets.split(",")
-    steps_per_setting = 2 + 2 * len(budgets)
+    if args.replicates < 1:
+        parser.error(f"--replicates must be at least 1, got {args.replicates}")
+    steps_per_setting = 1 + args.replicates * (1 + 2 * len(budgets))
 
     async def everything() -> list[dict[str, Any]]:
         results = []
