@@ -283,3 +283,38 @@ def test_cli_errors_exit_non_zero_with_one_line(
     assert code == 1
     assert len(err.splitlines()) == 1 and err.startswith("ttc calibrate: error:") and message in err
     assert not (tmp_path / "policy.json").exists()
+
+
+async def test_a_best_of_n_cell_from_a_large_pool_costs_what_best_of_n_alone_costs() -> None:
+    """Issue 11: a judge scores a step that many samples share once, so a share of one scoring of a
+    pool of 32 charged best-of-4 13% less than best-of-4 alone pays (1,927 against 2,217 tokens), and
+    the matched-compute curve made best-of-N look cheaper than it is."""
+    from ttc_agents import BestOfNSpec, ModelSpec, build_strategy_graph
+    from ttc_agents.verifiers import make_verifier
+    from ttc_agents.verifiers._base import fresh_verifier
+
+    model = "scripted/pop-mathlike"
+    verifier = make_verifier(f"prm:{model}")
+    problems = arithmetic_problems(3, seed=5)
+    grid = await run_grid(
+        problems,
+        models=[ModelSpec(name=model)],
+        verifier=verifier,
+        budgets=[1, 4, 32],
+        strategies=["best_of_n"],
+        probe_samples=1,
+        progress=False,
+        seed=1,
+    )
+    for problem in problems:
+        graph = build_strategy_graph(BestOfNSpec(n=4, seed=1), model=model, verifier=fresh_verifier(verifier))
+        alone = (await graph.ainvoke({"question": problem.question}))["ledger"].total
+        (cell,) = [
+            c.outcome
+            for c in grid.cells
+            if c.outcome.question_id == problem.id
+            and c.outcome.budget == 4
+            and getattr(c.outcome.action.strategy, "selection", None) == "weighted"
+        ]
+        assert cell.cost.samples == alone.samples
+        assert cell.cost.tokens == pytest.approx(alone.total_tokens, rel=0.01)

@@ -216,7 +216,9 @@ def test_thinking_settings_validate_and_name_the_field() -> None:
 
 
 async def test_a_calibrated_policy_chooses_among_effort_levels_per_bin_and_the_router_deploys_it() -> None:
-    problems = arithmetic_problems(30, seed=5)
+    # 60 questions: a plan that moves compute between bins must beat best-of-N held out by more than
+    # its noise (at 30, effort's gain here is 2 questions, +0.067 +- 0.046, and best-of-N is kept).
+    problems = arithmetic_problems(60, seed=5)
     verifier = make_verifier("arithmetic")
     result = await calibrate(
         problems,

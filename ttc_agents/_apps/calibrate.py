@@ -89,7 +89,7 @@ from ttc_agents._routing.moves import (
 )
 from ttc_agents._routing.policy import Cost, Outcome, Policy, PolicyAction, fit_policy
 from ttc_agents.graphs import build_strategy_graph
-from ttc_agents.verifiers._base import ScoreFunction, Verifier, as_verifier, fresh_verifier
+from ttc_agents.verifiers._base import CandidateVerifier, ScoreFunction, Verifier, as_verifier, fresh_verifier
 
 __all__ = [
     "ADAPTIVE_WAVE",
@@ -469,6 +469,8 @@ class _GridRunner:
         ledger = Ledger()
         state: StrategyState = {"question": problem.question}
         defaults = BestOfNSpec()
+        # Prefix sizes whose verifier cost is measured on its own: the probe and every budget.
+        points = sorted({b for b in (*self.budgets, self.probe_samples) if b < size} | {size})
         try:
             samples = await sample_solutions(
                 ctx,
@@ -480,15 +482,26 @@ class _GridRunner:
                 seed=self.seed,
                 node="generate",
             )
-            pool = await score_candidates(ctx, ledger, problem.question, samples, defaults.aggregation)
+            pool, verified, verifying = await _score_by_prefix(
+                ctx, problem.question, samples, defaults.aggregation, points
+            )
         except Exception as exc:
             raise CalibrationError(f"question {problem.id!r}, sample pool of {model.name}: {exc}") from exc
         snapshot = ledger.snapshot()
-        book(snapshot.total)
-        result.spent = result.spent + Cost.of(snapshot.total)
+        everything = Usage.total([snapshot.total, verifying.total])
+        book(everything)
+        result.spent = result.spent + Cost.of(everything)
         result.book_thinking(model.name, level, snapshot)
         if len(pool) < size:
             raise CalibrationError(f"question {problem.id!r}: {model.name} returned {len(pool)} of {size} samples")
+        joined = replace(snapshot, entries=(*snapshot.entries, *verifying.entries))
+
+        def alone(b: int) -> Cost:
+            """What best-of-b on this pool's first b samples costs run on its own."""
+            if verified is None or b not in verified:  # one scoring of the whole pool: its share
+                return standalone_cost(joined, b / size, self.price)
+            return standalone_cost(snapshot, b / size, self.price) + Cost.of(verified[b])
+
         verdicts = await asyncio.to_thread(_grade_all, problem, [c.answer for c in pool])
         if first:
             k = self.probe_samples
@@ -502,14 +515,14 @@ class _GridRunner:
                 len(pool),
                 features=tuple(probe_features(probes)),
                 second_features=second,
-                probe_cost=standalone_cost(snapshot, k / len(pool), self.price),
+                probe_cost=alone(min(k, size)),
                 completion_tokens=_completion_lengths(snapshot, pool),
             )
         if not self.pooled:
-            result.naive = result.naive + Cost.of(snapshot.total)
+            result.naive = result.naive + Cost.of(everything)
             return
         for budget in self.budgets:
-            cost = standalone_cost(snapshot, budget / len(pool), self.price)
+            cost = alone(budget)
             for action in actions_for("best_of_n", model.name, budget, level):
                 spec = action.strategy
                 assert isinstance(spec, BestOfNSpec)
@@ -547,6 +560,33 @@ class _GridRunner:
         )
         result.spent = result.spent + cost
         result.naive = result.naive + cost
+
+
+async def _score_by_prefix(
+    ctx: SearchContext, question: str, samples: Sequence[Candidate], aggregation: Any, points: Sequence[int]
+) -> tuple[list[Candidate], dict[int, Usage] | None, LedgerSnapshot]:
+    """Score ``samples`` in growing prefixes (``points``, the last the whole pool) with one verifier,
+    so that its score cache makes each wave pay only for what the prefix adds: the verifier usage up
+    to a point (``point -> usage``) is then what best-of-that-many pays its verifier alone. A share
+    of one scoring of the whole pool undercharged small N: a judge pays once for a step that many
+    samples share (on pop-mathlike, best-of-4 cost 1,927 tokens from a pool of 32 and 2,217 alone).
+
+    A verifier that scores a batch as a whole (a :class:`CandidateVerifier`: token confidence keeps a
+    share of the batch) is called once on the pool: no per-point usage (None) and its whole snapshot.
+    """
+    if ctx.verifier is None or isinstance(ctx.verifier, CandidateVerifier):
+        ledger = Ledger()
+        scored = await score_candidates(ctx, ledger, question, samples, aggregation)
+        return scored, (None if ctx.verifier is not None else dict.fromkeys(points, Usage())), ledger.snapshot()
+    scored_all: list[Candidate] = []
+    by_point: dict[int, Usage] = {}
+    entries: list[Any] = []
+    for point in points:
+        ledger = Ledger()
+        scored_all += await score_candidates(ctx, ledger, question, samples[len(scored_all) : point], aggregation)
+        entries += ledger.snapshot().entries
+        by_point[point] = Usage.total(e.usage for e in entries)
+    return scored_all, by_point, LedgerSnapshot(entries=tuple(entries))
 
 
 def _completion_lengths(pool: LedgerSnapshot, candidates: Sequence[Candidate]) -> tuple[float, ...]:
