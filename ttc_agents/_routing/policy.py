@@ -698,14 +698,13 @@ class _Fitter:
                 if q in answers and q in self.cells[reference]
             ]
             gain, se = _mean_and_se(pairs)
-            kept = len(pairs) >= 2 and gain - self.margin_z * se > 0
+            proven = len(pairs) >= 2 and gain - self.margin_z * se > 0
             bins = [b for b, n in plans if n == budget]
-            if not kept and all((b, reference) in entries for b in bins):
+            replaceable = all((b, reference) in entries for b in bins)  # best-of-N at N measured in every bin
+            if not proven and replaceable:
                 for b in bins:
                     plans[(b, budget)] = reference
-            else:
-                kept = True
-            out[budget] = {"plan_cv_gain": gain, "plan_cv_gain_se": se, "plan_kept": kept}
+            out[budget] = {"plan_cv_gain": gain, "plan_cv_gain_se": se, "plan_kept": proven or not replaceable}
         return out
 
     def plan_report(

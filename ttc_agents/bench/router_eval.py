@@ -94,6 +94,11 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     limit = asyncio.Semaphore(args.concurrency)
     dev_bon = {row["N"]: row["best_of_n_cost"] for row in policy.diagnostics.get("plans", [])}
     dev_curve = _dev_curve(result.grid)
+    hard_limits: dict[int, tuple[int, int]] = {}  # N -> (T, the largest N whose development mean cost fits T)
+    for n in budgets:
+        limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
+        fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
+        hard_limits[n] = (limit_tokens, max(fits))
     # Every replicate draws everything anew (the pool, the router's probe and the rest of its samples,
     # the hard-budget runs) with its own seed; per question, outcomes and tokens are averaged over the
     # replicates before the paired bootstrap over questions. One draw per question is noisy: on
@@ -106,17 +111,20 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     hard_sums: dict[int, dict[str, np.ndarray]] = {
         n: {k: np.zeros(len(ids)) for k in ("r_correct", "r_tokens", "b_correct", "b_tokens")} for n in budgets
     }
+    router_max_tokens = dict.fromkeys(budgets, 0.0)
     chosen: dict[str, list[str]] = {}
     details: dict[str, list[dict[str, Any]]] = {}
 
-    async def run(graph: Any, inputs: dict[str, Any], problem: Any, tag: str = "") -> tuple[float, bool]:
+    async def run(
+        graph: Any, inputs: dict[str, Any], problem: Any, tag: str = "", *, keep_details: bool = True
+    ) -> tuple[float, bool]:
         async with limit:
             out = await graph.ainvoke(inputs)
         correct = bool(grade(problem, out["answer"]))
         choice = (out.get("trace") or {}).get("choice")
         if tag and choice:
             chosen.setdefault(tag, []).append(_strategy_label(choice["strategy"]))
-        if tag and not tag.endswith("+"):  # per-question details of the first replicate only
+        if tag and keep_details:
             total = out["ledger"].total
             details.setdefault(tag, []).append(
                 {
@@ -133,7 +141,7 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
 
     for replicate in range(args.replicates):
         seed = args.seed + 1 + 1000 * replicate
-        later = "+" if replicate else ""
+        first = replicate == 0  # per-question details are kept for the first replicate only
         pool = await run_grid(
             held_out,
             models=[model],
@@ -173,9 +181,8 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             router_correct[n] += [c for _, c in runs]
             bar.update(1)
         for n in budgets:
-            limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
-            fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
-            spec = BestOfNSpec(n=max(fits), selection="weighted", seed=seed)
+            limit_tokens, fitting_n = hard_limits[n]
+            spec = BestOfNSpec(n=fitting_n, selection="weighted", seed=seed)
             budget = Budget(max_tokens=limit_tokens)
 
             def bon_graph(spec: BestOfNSpec = spec) -> Any:
@@ -184,16 +191,20 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             routed, plain = await asyncio.gather(
                 asyncio.gather(
                     *(
-                        run(router_graph(), {"question": p.question, "budget": budget}, p, f"T{n}{later}")
+                        run(router_graph(), {"question": p.question, "budget": budget}, p, f"T{n}", keep_details=first)
                         for p in held_out
                     )
                 ),
                 asyncio.gather(
-                    *(run(bon_graph(), {"question": p.question, "budget": budget}, p, f"B{n}{later}") for p in held_out)
+                    *(
+                        run(bon_graph(), {"question": p.question, "budget": budget}, p, f"B{n}", keep_details=first)
+                        for p in held_out
+                    )
                 ),
             )
             sums = hard_sums[n]
             sums["r_tokens"] += [t for t, _ in routed]
+            router_max_tokens[n] = max(router_max_tokens[n], *(t for t, _ in routed))
             sums["r_correct"] += [c for _, c in routed]
             sums["b_tokens"] += [t for t, _ in plain]
             sums["b_correct"] += [c for _, c in plain]
@@ -212,25 +223,21 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
     ]
     hard = []
     for n in budgets:
-        limit_tokens = math.ceil(dev_bon.get(n) or dev_curve[n])
-        fits = [m for m, cost in dev_curve.items() if cost <= limit_tokens] or [min(dev_curve)]
+        limit_tokens, fitting_n = hard_limits[n]
         sums = {k: v / reps for k, v in hard_sums[n].items()}
         delta, ci = paired_difference(sums["r_correct"], sums["b_correct"], seed=args.seed)
-        choices = chosen.get(f"T{n}", []) + chosen.get(f"T{n}+", [])
         hard.append(
             {
                 "T": limit_tokens,
-                "best_of_n": max(fits),
+                "best_of_n": fitting_n,
                 "router_accuracy": float(sums["r_correct"].mean()),
                 "router_used": float(sums["r_tokens"].mean() / limit_tokens),
-                "router_max_used": float(
-                    max(d["tokens"] for d in details.get(f"T{n}", [{"tokens": 0}])) / limit_tokens
-                ),
+                "router_max_used": router_max_tokens[n] / limit_tokens,
                 "best_of_n_accuracy": float(sums["b_correct"].mean()),
                 "best_of_n_used": float(sums["b_tokens"].mean() / limit_tokens),
                 "delta": delta,
                 "delta_ci": ci,
-                "router_chose": dict(Counter(choices).most_common()),
+                "router_chose": dict(Counter(chosen.get(f"T{n}", [])).most_common()),
                 "per_question": {"router": details.get(f"T{n}", []), "best_of_n": details.get(f"B{n}", [])},
             }
         )
