@@ -38,7 +38,13 @@ from ttc_agents._llm.gateway import Gateway
 from ttc_agents._llm.models import ModelSpec
 from ttc_agents._llm.sync import run_sync
 from ttc_agents._routing.allocation import Allocation, estimate_allocate_run
-from ttc_agents._routing.difficulty import DifficultyEstimate, DifficultyEstimator, ProbeEstimator, ProbePredictor
+from ttc_agents._routing.difficulty import (
+    DifficultyEstimate,
+    DifficultyEstimator,
+    ProbeEstimator,
+    ProbePredictor,
+    rest_seed,
+)
 from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
@@ -211,7 +217,7 @@ class Router:
         estimate_ = state.get("estimate")
         seed = spec.seed
         if estimate_ is not None and estimate_.seed is not None and (seed is None or seed == estimate_.seed):
-            seed = estimate_.seed + len(probes) + 1
+            seed = rest_seed(estimate_.seed, len(probes))
         before = ledger.total
         question: StrategyState = {"question": state["question"], "context": state.get("context", [])}
         ctx = self.ctx

@@ -21,11 +21,13 @@ MODEL = "scripted/arith"
 HARD = "What is 48 * 17 - 23 * 9 + 310?"
 
 
-def entry(strategy: BestOfNSpec | RevisionSpec, budget: int, accuracy: float, tokens: float) -> PolicyEntry:
+def entry(
+    strategy: BestOfNSpec | RevisionSpec, budget: int, accuracy: float, tokens: float, model: str = MODEL
+) -> PolicyEntry:
     return PolicyEntry(
         bin=3,
         budget=budget,
-        action=PolicyAction(model=MODEL, strategy=strategy),
+        action=PolicyAction(model=model, strategy=strategy),
         accuracy=accuracy,
         cv_accuracy=accuracy,
         cost=Cost(samples=budget, tokens=tokens),
@@ -266,3 +268,42 @@ async def test_under_a_hard_budget_best_of_n_spends_the_whole_budget_not_the_lar
     assert 8 < limited["ledger"].total.samples < 16  # cut where the budget ran out
     assert limited["ledger"].total.total_tokens <= limit
     assert limited["answer"] is not None
+
+
+# --- common random numbers: the held-out pool is drawn as the router draws best-of-N --------------------
+
+
+@pytest.mark.parametrize("model", [MODEL, "scripted/pop-weakprm"])
+async def test_a_split_probe_pool_holds_the_samples_the_routers_best_of_n_holds(model: str) -> None:
+    from ttc_agents.verifiers import make_verifier
+    from ttc_agents.verifiers._base import fresh_verifier
+
+    problems = load_problems("arith?size=12&seed=3")
+    verifier = make_verifier(f"prm:{model}")
+    grid = await run_grid(
+        problems,
+        models=[model],
+        verifier=verifier,
+        budgets=[4, 8],
+        strategies=["best_of_n"],
+        progress=False,
+        seed=11,
+        split_probe=True,
+    )
+    weighted = {
+        c.outcome.question_id: c
+        for c in grid.cells
+        if c.outcome.budget == 8 and getattr(c.outcome.action.strategy, "selection", None) == "weighted"
+    }
+    prompt_tokens = []
+    for problem in problems:
+        policy = one_bin_policy([entry(BestOfNSpec(n=8), 8, 0.8, 800, model)], models=[model], verifier=verifier.name)
+        router = Router(policy, verifier=fresh_verifier(verifier), verifier_name=verifier.name, probe_seed=11)
+        out = await router.graph.ainvoke({"question": problem.question, "generation_budget": 8})
+        cell = weighted[problem.id]
+        assert out["answer"] == cell.answer, problem.id
+        probe_request = next(e for e in out["ledger"].entries if e.node == "estimate").usage
+        prompt_tokens.append(probe_request.prompt_tokens)
+        # The cell is best-of-8 in ONE request: the router's tokens less its second prompt.
+        assert cell.outcome.cost.tokens == pytest.approx(out["ledger"].total.total_tokens - probe_request.prompt_tokens)
+    assert min(prompt_tokens) > 0

@@ -38,6 +38,7 @@ __all__ = [
     "probe_features",
     "question_features",
     "rank_correlation",
+    "rest_seed",
 ]
 
 
@@ -52,9 +53,16 @@ class DifficultyEstimate:
     spent: LedgerSnapshot | None = None
     seed: int | None = None
     """The seed the probe's samples were drawn with: a strategy that continues after the probe draws
-    with another one, or a seeded backend would give it the probe's samples again."""
+    with another one (:func:`rest_seed`), or a seeded backend would give it the probe's samples again."""
     prompt_tokens: int | None = None
     """The prompt size the server reported for the probe's request (its messages are best-of-N's)."""
+
+
+def rest_seed(probe_seed: int, probe_samples: int) -> int:
+    """The seed best-of-N draws the rest of its samples with after a probe of ``probe_samples`` samples
+    drawn with ``probe_seed``: another seed, so that a seeded backend gives new samples, not the
+    probe's again. Calibration's held-out pools draw the same way (``run_grid(split_probe=True)``)."""
+    return probe_seed + probe_samples + 1
 
 
 @runtime_checkable

@@ -148,9 +148,10 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             verifier=verifier,
             budgets=curve_budgets,
             strategies=["best_of_n"],
-            probe_samples=1,
+            probe_samples=policy.probe_samples,
             progress=False,
             seed=seed,
+            split_probe=True,
         )
         for cell in pool.cells:
             o = cell.outcome
@@ -163,8 +164,9 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
         def router_graph(seed: int = seed) -> Any:
             # Every run gets a verifier with an empty score cache, so that it pays for all it judges:
             # an LLM judge's cache would otherwise hand later runs the scores earlier ones paid for.
-            # The probe draws with the held-out pool's seed: its samples ARE the pool's first samples,
-            # so where the router runs best-of-N it is compared with best-of-N on common random numbers.
+            # Common random numbers: the probe draws with the held-out pool's seed and the router's
+            # best-of-N the rest with rest_seed, exactly as the pool was drawn (split_probe), so where
+            # the router runs best-of-N at N it holds the very samples of the curve's best-of-N at N.
             return Router(
                 policy,
                 models={model_name: model},
