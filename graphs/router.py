@@ -3,7 +3,8 @@
     START -> start -> estimate -> lookup -> run -> answer -> END
 
 ``estimate`` puts the question in a difficulty bin (by default with a few probe samples scored by
-the verifier, pass@1 predicted from them by the policy's fitted predictor). ``lookup`` asks the
+the verifier, pass@1 predicted from them by the policy's fitted predictor); at a generation budget
+whose setting is the same in every bin it draws nothing (the probe could not change the choice). ``lookup`` asks the
 calibrated policy for its setting (strategy, hyperparameters and model): at a generation budget N,
 the bin's entry of the matched-compute plan for N; under a hard budget, the most accurate eligible
 setting whose cost for this question (probe already paid) fits the question's whole budget. ``run``
@@ -142,7 +143,14 @@ def build_router_graph(
 
 
 class Router:
-    """The router graph plus batch allocation under one total budget."""
+    """The router graph plus batch allocation under one total budget.
+
+    ``probe_seed`` seeds the probe (default: a hash of the question). ``skip_idle_probe``: at a
+    generation budget N whose policy setting is the same in every difficulty bin (as when no plan
+    beat best-of-N held out), a probe could not change the choice, so the router skips it and runs
+    that setting directly (best-of-N in one request, with the probe's seed; the trace's ``bin`` is
+    None). Set it False to always probe, for the difficulty in the trace.
+    """
 
     def __init__(
         self,
@@ -158,6 +166,7 @@ class Router:
         unit: BudgetUnit | None = None,
         force: bool = False,
         probe_seed: int | None = None,
+        skip_idle_probe: bool = True,
     ) -> None:
         specs = {name: ModelSpec.of(m) for name, m in (models or {}).items()}
         for name in policy.models:
@@ -185,8 +194,25 @@ class Router:
         self.estimator = estimator or ProbeEstimator(
             policy.thresholds, samples=policy.probe_samples, predictor=predictor, seed=probe_seed
         )
+        self.skip_idle_probe = skip_idle_probe
         self._graphs: dict[str, CompiledStateGraph[Any, None, Any, Any]] = {}
+        self._bin_free: dict[int, PolicyEntry | None] = {}
         self.graph = self._build()
+
+    def bin_free_choice(self, generations: int) -> PolicyEntry | None:
+        """The policy's entry at generation budget ``generations`` when it is the same action in every
+        difficulty bin (then a probe could not change the choice), else None."""
+        if generations not in self._bin_free:
+            entries = []
+            for bin_ in range(len(self.policy.thresholds) + 1):
+                try:
+                    entries.append(self.policy.choose(bin_, generations))
+                except LookupError:
+                    entries = []
+                    break
+            same = bool(entries) and len({e.action.key for e in entries}) == 1
+            self._bin_free[generations] = entries[0] if same else None
+        return self._bin_free[generations]
 
     def _strategy_graph(self, action: PolicyAction) -> CompiledStateGraph[Any, None, Any, Any]:
         if action.key not in self._graphs:
@@ -218,6 +244,8 @@ class Router:
         seed = spec.seed
         if estimate_ is not None and estimate_.seed is not None and (seed is None or seed == estimate_.seed):
             seed = rest_seed(estimate_.seed, len(probes))
+        elif estimate_ is None and seed is None and isinstance(self.estimator, ProbeEstimator):
+            seed = self.estimator.seed_for(state["question"])  # no probe: best-of-N draws what it would have
         before = ledger.total
         question: StrategyState = {"question": state["question"], "context": state.get("context", [])}
         ctx = self.ctx
@@ -251,6 +279,24 @@ class Router:
 
         async def estimate(state: RouterState) -> RouterState:
             given = state.get("estimate")
+            generations = state.get("generation_budget")
+            if (
+                given is None
+                and state.get("action") is None
+                and generations is not None
+                and self.skip_idle_probe
+                and isinstance(self.estimator, ProbeEstimator)
+                and self.bin_free_choice(generations) is not None
+            ):
+                return {
+                    "estimate": None,
+                    "trace": {
+                        "bin": None,
+                        "evidence": {"estimator": "skipped: the setting at this N is the same in every bin"},
+                        "estimate_spent": Usage().as_dict(),
+                        "estimate_reused": False,
+                    },
+                }
             ledger = Ledger.resume(state["ledger"])
             if given is None:
                 question: StrategyState = {"question": state["question"], "context": state.get("context", [])}
@@ -276,12 +322,17 @@ class Router:
             snapshot = state["ledger"]
             ledger = Ledger.resume(snapshot)
             estimate_ = state["estimate"]
-            assert estimate_ is not None
             left = ledger.budget.remaining(ledger.total, ledger.elapsed())
             given = state.get("action")
             generations = state.get("generation_budget")
             if given is not None:
                 entry, why = given, "allocated by the batch router"
+            elif estimate_ is None:  # the probe was skipped: the choice does not depend on the bin
+                assert generations is not None
+                free = self.bin_free_choice(generations)
+                assert free is not None
+                entry = free
+                why = f"the policy's setting at generation budget N<={generations} is the same in every bin (no probe)"
             elif generations is not None:
                 entry = policy.choose(estimate_.bin, generations)
                 why = (

@@ -270,40 +270,47 @@ async def test_under_a_hard_budget_best_of_n_spends_the_whole_budget_not_the_lar
     assert limited["answer"] is not None
 
 
-# --- common random numbers: the held-out pool is drawn as the router draws best-of-N --------------------
+# --- a probe that cannot change the choice is not drawn ---------------------------------------------
+
+
+def every_bin_policy(strategy: BestOfNSpec, budget: int, model: str = MODEL) -> Policy:
+    rows = [entry(strategy, budget, 0.8, 800, model).model_copy(update={"bin": b}) for b in range(5)]
+    return one_bin_policy(rows, models=[model])
 
 
 @pytest.mark.parametrize("model", [MODEL, "scripted/pop-weakprm"])
-async def test_a_split_probe_pool_holds_the_samples_the_routers_best_of_n_holds(model: str) -> None:
+async def test_best_of_n_in_every_bin_skips_the_probe_and_is_best_of_n_in_one_request(model: str) -> None:
     from ttc_agents.verifiers import make_verifier
     from ttc_agents.verifiers._base import fresh_verifier
 
-    problems = load_problems("arith?size=12&seed=3")
     verifier = make_verifier(f"prm:{model}")
-    grid = await run_grid(
-        problems,
-        models=[model],
-        verifier=verifier,
-        budgets=[4, 8],
-        strategies=["best_of_n"],
-        progress=False,
-        seed=11,
-        split_probe=True,
-    )
-    weighted = {
-        c.outcome.question_id: c
-        for c in grid.cells
-        if c.outcome.budget == 8 and getattr(c.outcome.action.strategy, "selection", None) == "weighted"
-    }
-    prompt_tokens = []
-    for problem in problems:
-        policy = one_bin_policy([entry(BestOfNSpec(n=8), 8, 0.8, 800, model)], models=[model], verifier=verifier.name)
+    policy = every_bin_policy(BestOfNSpec(n=8), 8, model).model_copy(update={"verifier": verifier.name})
+    for problem in load_problems("arith?size=6&seed=3"):
         router = Router(policy, verifier=fresh_verifier(verifier), verifier_name=verifier.name, probe_seed=11)
         out = await router.graph.ainvoke({"question": problem.question, "generation_budget": 8})
-        cell = weighted[problem.id]
-        assert out["answer"] == cell.answer, problem.id
-        probe_request = next(e for e in out["ledger"].entries if e.node == "estimate").usage
-        prompt_tokens.append(probe_request.prompt_tokens)
-        # The cell is best-of-8 in ONE request: the router's tokens less its second prompt.
-        assert cell.outcome.cost.tokens == pytest.approx(out["ledger"].total.total_tokens - probe_request.prompt_tokens)
-    assert min(prompt_tokens) > 0
+        alone = await build_strategy_graph(
+            BestOfNSpec(n=8, seed=11), model=router.models[model], verifier=fresh_verifier(verifier)
+        ).ainvoke({"question": problem.question})
+        assert out["trace"]["bin"] is None and out["ledger"].total.calls == alone["ledger"].total.calls
+        assert [c.text for c in out["candidates"]] == [c.text for c in alone["candidates"]]
+        assert out["answer"] == alone["answer"]
+        assert out["ledger"].total.total_tokens == alone["ledger"].total.total_tokens
+        probing = Router(
+            policy, verifier=fresh_verifier(verifier), verifier_name=verifier.name, probe_seed=11, skip_idle_probe=False
+        )
+        probed = await probing.graph.ainvoke({"question": problem.question, "generation_budget": 8})
+        assert probed["trace"]["bin"] is not None and probed["trace"]["probe_reused"] == 4
+        # The probe's request and then the rest's: two generation requests where best-of-8 alone makes one.
+        assert [e.node for e in out["ledger"].entries if e.node.endswith("generate") or e.node == "estimate"] == [
+            "best_of_n/generate"
+        ]
+        assert {e.node for e in probed["ledger"].entries} >= {"estimate", "best_of_n/generate"}
+
+
+async def test_a_setting_that_differs_by_bin_still_probes() -> None:
+    rows = [entry(BestOfNSpec(n=8), 8, 0.8, 800).model_copy(update={"bin": b}) for b in range(5)]
+    rows[0] = entry(BestOfNSpec(n=8, selection="majority"), 8, 0.8, 800).model_copy(update={"bin": 0})
+    router = Router(one_bin_policy(rows), verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
+    assert router.bin_free_choice(8) is None
+    out = await router.graph.ainvoke({"question": HARD, "generation_budget": 8})
+    assert out["trace"]["bin"] == 3 and out["trace"]["probe_reused"] == 4

@@ -78,7 +78,7 @@ from ttc_agents._core.specs import (
 from ttc_agents._core.thinking import EffortLevel, Thinking, thinking_allowance, thinking_label
 from ttc_agents._llm.gateway import Gateway, get_default_gateway
 from ttc_agents._llm.models import ModelSpec
-from ttc_agents._routing.difficulty import ProbePredictor, bin_agreement, probe_features, rank_correlation, rest_seed
+from ttc_agents._routing.difficulty import ProbePredictor, bin_agreement, probe_features, rank_correlation
 from ttc_agents._routing.moves import (
     SearchContext,
     StrategyInput,
@@ -363,41 +363,12 @@ def standalone_cost(pool: LedgerSnapshot, share: float, prices: PriceLookup | No
         usd = usage.usd * ratio
         if prices is not None:
             in_price, out_price = prices(entry.model)
-            if _priced_by(usage, in_price, out_price):
+            expected = usage.prompt_tokens * (in_price or 0.0) + usage.completion_tokens * (out_price or 0.0)
+            if math.isclose(expected, usage.usd, rel_tol=1e-6, abs_tol=1e-12):
                 usd = prompt * (in_price or 0.0) + completion * (out_price or 0.0)
         part = Cost(samples=usage.samples * share, tokens=prompt + completion, usd=usd, flops=usage.flops * ratio)
         total = total + part
     return total
-
-
-def _priced_by(usage: Usage, in_price: float | None, out_price: float | None) -> bool:
-    """Whether these per-token prices reproduce the usage's USD (so USD can be recomputed from tokens)."""
-    expected = usage.prompt_tokens * (in_price or 0.0) + usage.completion_tokens * (out_price or 0.0)
-    return math.isclose(expected, usage.usd, rel_tol=1e-6, abs_tol=1e-12)
-
-
-def _as_one_request(pool: LedgerSnapshot, prompt_tokens: int, prices: PriceLookup) -> LedgerSnapshot:
-    """A pool drawn in several requests of one prompt (``prompt_tokens`` each), as if drawn in one:
-    its generation pays the prompt once. USD drops by the prompt tokens' price where ``prices``
-    reproduce the entry's USD (else in proportion to tokens); FLOPs in proportion to tokens."""
-    entries = []
-    for entry in pool.entries:
-        usage = entry.usage
-        if entry.node == "generate" and usage.calls > 1:
-            removed = usage.prompt_tokens - prompt_tokens
-            ratio = (usage.total_tokens - removed) / usage.total_tokens if usage.total_tokens else 1.0
-            in_price, out_price = prices(entry.model)
-            exact = _priced_by(usage, in_price, out_price)
-            usage = replace(
-                usage,
-                calls=1,
-                prompt_tokens=prompt_tokens,
-                usd=usage.usd - removed * (in_price or 0.0) if exact else usage.usd * ratio,
-                flops=usage.flops * ratio,
-            )
-            entry = replace(entry, usage=usage)
-        entries.append(entry)
-    return replace(pool, entries=tuple(entries))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,10 +409,8 @@ class _GridRunner:
         seed: int,
         search_budgets: Sequence[int] | None = None,
         thinking: Sequence[Thinking | None] = (None,),
-        split_probe: bool = False,
     ) -> None:
         self.models = list(models)
-        self.split_probe = split_probe
         self.thinking = list(thinking)
         self.verifier = verifier
         self.budgets = list(budgets)
@@ -502,53 +471,40 @@ class _GridRunner:
         defaults = BestOfNSpec()
         # Prefix sizes whose verifier cost is measured on its own: the probe and every budget.
         points = sorted({b for b in (*self.budgets, self.probe_samples) if b < size} | {size})
-        k = self.probe_samples
-        # (samples, seed) per request: one request, or (split_probe) the probe and then the rest, as the
-        # router draws best-of-N after its probe.
-        requests = (
-            [(k, self.seed), (size - k, rest_seed(self.seed, k))]
-            if self.split_probe and first and size > k
-            else [(size, self.seed)]
-        )
-        samples: list[Candidate] = []
-        one_prompt = 0
         try:
-            for count, seed in requests:
-                samples += await sample_solutions(
-                    ctx,
-                    ledger,
-                    ctx.messages(state, "generate"),
-                    count,
-                    temperature=defaults.temperature,
-                    max_tokens=defaults.max_tokens,
-                    seed=seed,
-                    node="generate",
-                )
-                one_prompt = one_prompt or ledger.total.prompt_tokens
+            samples = await sample_solutions(
+                ctx,
+                ledger,
+                ctx.messages(state, "generate"),
+                size,
+                temperature=defaults.temperature,
+                max_tokens=defaults.max_tokens,
+                seed=self.seed,
+                node="generate",
+            )
             pool, verified, verifying = await _score_by_prefix(
                 ctx, problem.question, samples, defaults.aggregation, points
             )
         except Exception as exc:
             raise CalibrationError(f"question {problem.id!r}, sample pool of {model.name}: {exc}") from exc
         snapshot = ledger.snapshot()
-        # What the cells are charged: best-of-b alone is one request, however the pool was drawn.
-        costed = snapshot if len(requests) == 1 else _as_one_request(snapshot, one_prompt, self.price)
         everything = Usage.total([snapshot.total, verifying.total])
         book(everything)
         result.spent = result.spent + Cost.of(everything)
         result.book_thinking(model.name, level, snapshot)
         if len(pool) < size:
             raise CalibrationError(f"question {problem.id!r}: {model.name} returned {len(pool)} of {size} samples")
-        joined = replace(costed, entries=(*costed.entries, *verifying.entries))
+        joined = replace(snapshot, entries=(*snapshot.entries, *verifying.entries))
 
         def alone(b: int) -> Cost:
             """What best-of-b on this pool's first b samples costs run on its own."""
             if verified is None or b not in verified:  # one scoring of the whole pool: its share
                 return standalone_cost(joined, b / size, self.price)
-            return standalone_cost(costed, b / size, self.price) + Cost.of(verified[b])
+            return standalone_cost(snapshot, b / size, self.price) + Cost.of(verified[b])
 
         verdicts = await asyncio.to_thread(_grade_all, problem, [c.answer for c in pool])
         if first:
+            k = self.probe_samples
             probes = pool[:k]
             probe = None if self.verifier is None else sum(_final_score(c) for c in probes) / len(probes)
             oracle = sum(verdicts.get(c.answer, False) for c in pool) / len(pool)
@@ -703,16 +659,8 @@ async def run_grid(
     seed: int = 0,
     search_budgets: Sequence[int] | None = None,
     thinking: Sequence[Thinking | None] = (None,),
-    split_probe: bool = False,
 ) -> Grid:
     """Measure every (question, action, budget) cell; see the module docstring for what runs.
-
-    ``split_probe``: draw the first model's sample pool as the router draws best-of-N after its
-    probe: the probe's ``probe_samples`` samples in a request of their own (seeded with ``seed``), the
-    rest in a second request (seeded with :func:`~ttc_agents._routing.difficulty.rest_seed`). Every
-    best-of-b cell is still charged what one request of b samples costs. On a seeded backend the
-    pool's best-of-N then holds exactly the samples the router's best-of-N holds (common random
-    numbers), so comparing the two shows only the router's decisions.
 
     ``thinking``: the thinking settings every action runs at (effort levels, thinking-token budgets, or
     None for the model's default); the first is the probe's.
@@ -742,7 +690,6 @@ async def run_grid(
         seed=seed,
         search_budgets=None if search_budgets is None else _validate_budgets(search_budgets),
         thinking=levels,
-        split_probe=split_probe,
     )
     limit = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(problems) * len(specs), desc="calibrate", unit="unit", disable=not progress, file=sys.stderr)

@@ -61,7 +61,7 @@ class DifficultyEstimate:
 def rest_seed(probe_seed: int, probe_samples: int) -> int:
     """The seed best-of-N draws the rest of its samples with after a probe of ``probe_samples`` samples
     drawn with ``probe_seed``: another seed, so that a seeded backend gives new samples, not the
-    probe's again. Calibration's held-out pools draw the same way (``run_grid(split_probe=True)``)."""
+    probe's again."""
     return probe_seed + probe_samples + 1
 
 
@@ -175,8 +175,12 @@ class ProbeEstimator:
     predictor: ProbePredictor | None = None
     max_tokens: int | None = None
 
+    def seed_for(self, question: str) -> int:
+        """The seed the probe draws with for ``question``."""
+        return self.seed if self.seed is not None else _question_seed(question)
+
     async def estimate(self, ctx: SearchContext, state: StrategyState, ledger: Ledger) -> DifficultyEstimate:
-        seed = self.seed if self.seed is not None else _question_seed(state["question"])
+        seed = self.seed_for(state["question"])
         before = ledger.total
         probes = await sample_solutions(
             ctx,

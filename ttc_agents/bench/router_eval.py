@@ -6,7 +6,11 @@ and, on the other half:
 
 1. measures best-of-N weighted's accuracy-vs-tokens curve (N = 1 ... 64, one seeded pool per
    question, each N charged what a best-of-N run alone costs, verifier included), the policy having
-   been calibrated on the same best-of-N budgets and the other strategies at ``--search-budgets``;
+   been calibrated on the same best-of-N budgets and the other strategies at ``--search-budgets``.
+   The router's probe draws with the pool's seed, and where the policy's setting at N is best-of-N
+   in every bin the router skips the probe and draws best-of-N in one request with that seed: its
+   samples are then the curve's at N (common random numbers), so a difference shows the router's
+   decisions, not a luckier seed;
 2. runs the router at generation budgets N (probe and verifier counted in its tokens) and compares
    it with best-of-N weighted **at the router's own mean tokens** (interpolated on the curve, linear
    in log tokens), and reports the *compute factor*: the tokens best-of-N weighted needs to reach the
@@ -148,10 +152,9 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
             verifier=verifier,
             budgets=curve_budgets,
             strategies=["best_of_n"],
-            probe_samples=policy.probe_samples,
+            probe_samples=1,
             progress=False,
             seed=seed,
-            split_probe=True,
         )
         for cell in pool.cells:
             o = cell.outcome
@@ -164,9 +167,9 @@ async def _evaluate_setting(setting: str, args: argparse.Namespace, bar: tqdm) -
         def router_graph(seed: int = seed) -> Any:
             # Every run gets a verifier with an empty score cache, so that it pays for all it judges:
             # an LLM judge's cache would otherwise hand later runs the scores earlier ones paid for.
-            # Common random numbers: the probe draws with the held-out pool's seed and the router's
-            # best-of-N the rest with rest_seed, exactly as the pool was drawn (split_probe), so where
-            # the router runs best-of-N at N it holds the very samples of the curve's best-of-N at N.
+            # Common random numbers: the probe draws with the held-out pool's seed (its samples ARE the
+            # pool's first samples), and a router that skips an idle probe draws best-of-N at N with it:
+            # the very samples of the curve's best-of-N at N.
             return Router(
                 policy,
                 models={model_name: model},
