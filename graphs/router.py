@@ -199,20 +199,29 @@ class Router:
         self._bin_free: dict[int, PolicyEntry | None] = {}
         self.graph = self._build()
 
-    def bin_free_choice(self, generations: int) -> PolicyEntry | None:
-        """The policy's entry at generation budget ``generations`` when it is the same action in every
-        difficulty bin (then a probe could not change the choice), else None."""
-        if generations not in self._bin_free:
-            entries = []
-            for bin_ in range(len(self.policy.thresholds) + 1):
-                try:
-                    entries.append(self.policy.choose(bin_, generations))
-                except LookupError:
-                    entries = []
-                    break
-            same = bool(entries) and len({e.action.key for e in entries}) == 1
-            self._bin_free[generations] = entries[0] if same else None
-        return self._bin_free[generations]
+    def bin_free_choice(self, budget: int | Budget) -> PolicyEntry | None:
+        """What to run without a probe, when the probe could not change the choice, else None.
+
+        At a generation budget N: the policy's entry when it is the same action in every difficulty
+        bin. Under a hard budget: when every bin's choice is best-of-N on the probe's model with the
+        same settings but n, the largest of them (the budget cuts it, as it cuts every bin's choice).
+        """
+        if isinstance(budget, int) and budget in self._bin_free:
+            return self._bin_free[budget]
+        entries = []
+        for bin_ in range(len(self.policy.thresholds) + 1):
+            try:
+                entries.append(self.policy.choose(bin_, budget, self.unit))
+            except LookupError:
+                return None
+        if isinstance(budget, int):
+            self._bin_free[budget] = entries[0] if len({e.action.key for e in entries}) == 1 else None
+            return self._bin_free[budget]
+        if not all(self.policy.reuses_probe(e.action) for e in entries):
+            return None
+        if len({e.action.strategy.model_copy(update={"n": 1}).model_dump_json() for e in entries}) > 1:
+            return None
+        return max(entries, key=lambda e: e.action.strategy.n)
 
     def _strategy_graph(self, action: PolicyAction) -> CompiledStateGraph[Any, None, Any, Any]:
         if action.key not in self._graphs:
@@ -265,6 +274,14 @@ class Router:
         run_spent = {k: v - earlier[k] for k, v in ledger.total.as_dict().items()}
         return {"candidates": probes + scored, "ledger": ledger.snapshot(), "trace": {**trace, "run_spent": run_spent}}
 
+    def _choice_without_probe(self, state: RouterState, ledger: Ledger) -> PolicyEntry | None:
+        generations = state.get("generation_budget")
+        if generations is not None:
+            return self.bin_free_choice(generations)
+        if ledger.budget.remaining(ledger.total, ledger.elapsed()) is None or ledger.budget.unlimited:
+            return None
+        return self.bin_free_choice(ledger.budget)
+
     def _build(self) -> CompiledStateGraph[RouterState, None, RouterInput, RouterOutput]:
         ctx, policy = self.ctx, self.policy
 
@@ -279,25 +296,23 @@ class Router:
 
         async def estimate(state: RouterState) -> RouterState:
             given = state.get("estimate")
-            generations = state.get("generation_budget")
+            ledger = Ledger.resume(state["ledger"])
             if (
                 given is None
                 and state.get("action") is None
-                and generations is not None
                 and self.skip_idle_probe
                 and isinstance(self.estimator, ProbeEstimator)
-                and self.bin_free_choice(generations) is not None
+                and self._choice_without_probe(state, ledger) is not None
             ):
                 return {
                     "estimate": None,
                     "trace": {
                         "bin": None,
-                        "evidence": {"estimator": "skipped: the setting at this N is the same in every bin"},
+                        "evidence": {"estimator": "skipped: the choice is the same in every bin"},
                         "estimate_spent": Usage().as_dict(),
                         "estimate_reused": False,
                     },
                 }
-            ledger = Ledger.resume(state["ledger"])
             if given is None:
                 question: StrategyState = {"question": state["question"], "context": state.get("context", [])}
                 result = await self.estimator.estimate(ctx, question, ledger)
@@ -328,11 +343,10 @@ class Router:
             if given is not None:
                 entry, why = given, "allocated by the batch router"
             elif estimate_ is None:  # the probe was skipped: the choice does not depend on the bin
-                assert generations is not None
-                free = self.bin_free_choice(generations)
+                free = self._choice_without_probe(state, ledger)
                 assert free is not None
                 entry = free
-                why = f"the policy's setting at generation budget N<={generations} is the same in every bin (no probe)"
+                why = "the policy's choice is the same in every bin, so no probe was drawn"
             elif generations is not None:
                 entry = policy.choose(estimate_.bin, generations)
                 why = (
