@@ -209,7 +209,7 @@ class Router:
         if isinstance(budget, int) and budget in self._bin_free:
             return self._bin_free[budget]
         entries = []
-        for bin_ in range(len(self.policy.thresholds) + 1):
+        for bin_ in range(1, len(self.policy.thresholds) + 2):
             try:
                 entries.append(self.policy.choose(bin_, budget, self.unit))
             except LookupError:

@@ -274,7 +274,7 @@ async def test_under_a_hard_budget_best_of_n_spends_the_whole_budget_not_the_lar
 
 
 def every_bin_policy(strategy: BestOfNSpec, budget: int, model: str = MODEL) -> Policy:
-    rows = [entry(strategy, budget, 0.8, 800, model).model_copy(update={"bin": b}) for b in range(5)]
+    rows = [entry(strategy, budget, 0.8, 800, model).model_copy(update={"bin": b}) for b in range(1, 6)]
     return one_bin_policy(rows, models=[model])
 
 
@@ -308,8 +308,8 @@ async def test_best_of_n_in_every_bin_skips_the_probe_and_is_best_of_n_in_one_re
 
 
 async def test_a_setting_that_differs_by_bin_still_probes() -> None:
-    rows = [entry(BestOfNSpec(n=8), 8, 0.8, 800).model_copy(update={"bin": b}) for b in range(5)]
-    rows[0] = entry(BestOfNSpec(n=8, selection="majority"), 8, 0.8, 800).model_copy(update={"bin": 0})
+    rows = [entry(BestOfNSpec(n=8), 8, 0.8, 800).model_copy(update={"bin": b}) for b in range(1, 6)]
+    rows[0] = entry(BestOfNSpec(n=8, selection="majority"), 8, 0.8, 800).model_copy(update={"bin": 1})
     router = Router(one_bin_policy(rows), verifier=ArithmeticStepVerifier(), verifier_name="arithmetic")
     assert router.bin_free_choice(8) is None
     out = await router.graph.ainvoke({"question": HARD, "generation_budget": 8})
@@ -319,7 +319,7 @@ async def test_a_setting_that_differs_by_bin_still_probes() -> None:
 async def test_under_a_hard_budget_best_of_n_in_every_bin_skips_the_probe() -> None:
     rows = [
         entry(BestOfNSpec(n=n), n, 0.5 + n / 100, tokens).model_copy(update={"bin": b})
-        for b in range(5)
+        for b in range(1, 6)
         for n, tokens in ((4, 300), (8, 600), (16, 1200))
     ]
     policy = one_bin_policy(rows)
